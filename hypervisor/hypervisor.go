@@ -64,7 +64,8 @@ type Hypervisor interface {
 	// Start launches the VM detached from the caller's session and returns
 	// once the VMM process runs. It does not wait for the guest.
 	Start(ctx context.Context) error
-	// PID of the VMM process, 0 before Start.
+	// PID of the VMM process, 0 before Start. In a process that did not
+	// start the VM it is the PID in Config.PIDFile while that QEMU runs.
 	PID() int
 	// Wait waits for the VMM process to exit. Only the process that called
 	// Start can wait.

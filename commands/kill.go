@@ -1,0 +1,33 @@
+package commands
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/skiff-oci/skiff/sandbox"
+)
+
+// Kill sends a signal to the container's process.
+var Kill = &cli.Command{
+	Name:      "kill",
+	Usage:     "send a signal (default TERM) to the container's process",
+	ArgsUsage: "<container-id> [signal]",
+	Flags: []cli.Flag{
+		&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "send the signal to all processes of the container"},
+	},
+	Action: func(c *cli.Context) error {
+		id, err := oneID(c)
+		if err != nil {
+			return err
+		}
+		if c.NArg() > 2 {
+			return fmt.Errorf("kill: too many arguments")
+		}
+		sig, err := sandbox.ParseSignal(c.Args().Get(1))
+		if err != nil {
+			return err
+		}
+		return store(c).Kill(c.Context, id, sig, c.Bool("all"))
+	},
+}

@@ -1,0 +1,35 @@
+package commands
+
+import (
+	"log/slog"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/skiff-oci/skiff/sandbox"
+)
+
+// Shim is internal: create starts it as the host process that stands for
+// the container. File descriptor 3 is the pipe it reports readiness on.
+var Shim = &cli.Command{
+	Name:      "shim",
+	Usage:     "internal: the host process standing for a container (started by create)",
+	ArgsUsage: "<container-id>",
+	Hidden:    true,
+	Action: func(c *cli.Context) error {
+		id, err := oneID(c)
+		if err != nil {
+			return err
+		}
+		st := store(c)
+		if c.String("log") == "" {
+			// Its stderr is the container's: without --log, log beside the
+			// state instead.
+			if f, err := os.OpenFile(st.Dir(id).ShimLog(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
+				slog.SetDefault(slog.New(slog.NewTextHandler(f, nil)))
+			}
+		}
+		ready := os.NewFile(3, "ready")
+		return ExitError{Status: sandbox.RunShim(st, id, ready)}
+	},
+}

@@ -1,0 +1,197 @@
+// Package config loads skiff's TOML configuration and fills in defaults.
+// It resolves what can be resolved without side effects (paths of the guest
+// image beside the binary); it must not start processes or probe hardware.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// DefaultPath is read when --config is not given and the file exists.
+const DefaultPath = "/etc/skiff/config.toml"
+
+// Config is the whole configuration. Field tags are the TOML keys; every
+// key is documented in config.toml.example.
+type Config struct {
+	Hypervisor Hypervisor `toml:"hypervisor"`
+	Runtime    Runtime    `toml:"runtime"`
+
+	// Source is the file the configuration came from, "" for defaults.
+	Source string `toml:"-"`
+}
+
+// Hypervisor configures the VMs.
+type Hypervisor struct {
+	Path          string `toml:"path"`
+	Kernel        string `toml:"kernel"`
+	Initrd        string `toml:"initrd"`
+	KernelParams  string `toml:"kernel_params"`
+	Accel         string `toml:"accel"`
+	MachineType   string `toml:"machine_type"`
+	DefaultVCPUs  int    `toml:"default_vcpus"`
+	DefaultMemory int    `toml:"default_memory"`
+	// BootTimeout is in seconds.
+	BootTimeout int `toml:"boot_timeout"`
+}
+
+// Runtime configures the host side.
+type Runtime struct {
+	SharedFS string `toml:"shared_fs"`
+	LogLevel string `toml:"log_level"`
+	// GuestDebug makes the agent log verbosely to the guest console.
+	GuestDebug bool `toml:"guest_debug"`
+}
+
+// Default returns the built-in configuration.
+func Default() *Config {
+	return &Config{
+		Hypervisor: Hypervisor{
+			Accel:         "auto",
+			DefaultVCPUs:  1,
+			DefaultMemory: 512,
+			BootTimeout:   30,
+		},
+		Runtime: Runtime{
+			SharedFS: "auto",
+			LogLevel: "info",
+		},
+	}
+}
+
+// Load reads path, or DefaultPath when path is "" and that file exists,
+// over the defaults, validates the result and resolves guest image paths.
+func Load(path string) (*Config, error) {
+	c := Default()
+	explicit := path != ""
+	if !explicit {
+		path = DefaultPath
+	}
+	md, err := toml.DecodeFile(path, c)
+	switch {
+	case err == nil:
+		c.Source = path
+		if undec := md.Undecoded(); len(undec) > 0 {
+			keys := make([]string, len(undec))
+			for i, k := range undec {
+				keys[i] = k.String()
+			}
+			return nil, fmt.Errorf("config %s: unknown keys: %s", path, strings.Join(keys, ", "))
+		}
+	case errors.Is(err, os.ErrNotExist) && !explicit:
+		// No system-wide file: built-in defaults.
+	case errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("config %s: file does not exist", path)
+	default:
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := c.validate(); err != nil {
+		if c.Source != "" {
+			return nil, fmt.Errorf("config %s: %w", c.Source, err)
+		}
+		return nil, err
+	}
+	c.resolveGuest()
+	return c, nil
+}
+
+func (c *Config) validate() error {
+	h := &c.Hypervisor
+	switch h.Accel {
+	case "auto", "kvm", "tcg":
+	default:
+		return fmt.Errorf("hypervisor.accel = %q: must be auto, kvm or tcg", h.Accel)
+	}
+	if h.DefaultVCPUs < 1 || h.DefaultVCPUs > 256 {
+		return fmt.Errorf("hypervisor.default_vcpus = %d: must be between 1 and 256", h.DefaultVCPUs)
+	}
+	if h.DefaultMemory < 64 {
+		return fmt.Errorf("hypervisor.default_memory = %d: must be at least 64 (MiB)", h.DefaultMemory)
+	}
+	if h.BootTimeout < 1 {
+		return fmt.Errorf("hypervisor.boot_timeout = %d: must be at least 1 (seconds)", h.BootTimeout)
+	}
+	switch c.Runtime.SharedFS {
+	case "auto", "virtio-9p":
+	case "virtio-fs":
+		return fmt.Errorf("runtime.shared_fs = \"virtio-fs\": not supported by this build yet; use \"auto\" or \"virtio-9p\"")
+	default:
+		return fmt.Errorf("runtime.shared_fs = %q: must be auto or virtio-9p", c.Runtime.SharedFS)
+	}
+	switch c.Runtime.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("runtime.log_level = %q: must be debug, info, warn or error", c.Runtime.LogLevel)
+	}
+	return nil
+}
+
+// BootTimeout as a duration.
+func (h *Hypervisor) BootTimeoutDuration() time.Duration {
+	return time.Duration(h.BootTimeout) * time.Second
+}
+
+// GuestDirs are searched, in order, for the guest image when the kernel or
+// initrd is not configured: beside a binary run from the checkout
+// (bin/skiff → build/guest), then an installed layout.
+func GuestDirs() []string {
+	var dirs []string
+	if exe, err := os.Executable(); err == nil {
+		if exe, err = filepath.EvalSymlinks(exe); err == nil {
+			d := filepath.Dir(exe)
+			dirs = append(dirs, filepath.Join(d, "..", "build", "guest"), filepath.Join(d, "..", "share", "skiff"))
+		}
+	}
+	return append(dirs, "/usr/local/share/skiff", "/usr/share/skiff")
+}
+
+// resolveGuest fills empty kernel, initrd and hypervisor paths. A path that
+// cannot be found stays as the first candidate so that the error names it.
+func (c *Config) resolveGuest() {
+	h := &c.Hypervisor
+	if h.Kernel == "" {
+		h.Kernel = findIn(GuestDirs(), "vmlinux")
+	}
+	if h.Initrd == "" {
+		h.Initrd = findIn(GuestDirs(), "initramfs.img")
+	}
+	if h.Path == "" {
+		h.Path = defaultQEMU()
+	}
+}
+
+func findIn(dirs []string, name string) string {
+	for _, d := range dirs {
+		p := filepath.Join(d, name)
+		if _, err := os.Stat(p); err == nil {
+			return filepath.Clean(p)
+		}
+	}
+	return filepath.Clean(filepath.Join(dirs[0], name))
+}
+
+func defaultQEMU() string {
+	name := map[string]string{
+		"amd64":   "qemu-system-x86_64",
+		"arm64":   "qemu-system-aarch64",
+		"ppc64le": "qemu-system-ppc64",
+		"s390x":   "qemu-system-s390x",
+	}[runtime.GOARCH]
+	if name == "" {
+		name = "qemu-system-" + runtime.GOARCH
+	}
+	for _, d := range []string{"/usr/bin", "/usr/local/bin"} {
+		p := filepath.Join(d, name)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return filepath.Join("/usr/bin", name)
+}

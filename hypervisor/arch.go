@@ -1,0 +1,61 @@
+package hypervisor
+
+import (
+	"runtime"
+	"strings"
+)
+
+// archDefaults is what differs between host architectures: which QEMU
+// binary emulates the host, the machine type that boots a stock distribution
+// kernel with virtio devices, the console the kernel must be pointed at, and
+// the bus suffix of virtio devices on that machine.
+type archDefaults struct {
+	binary  string
+	machine string
+	console string
+	// bus is appended to virtio device names: "pci", "ccw" or "device"
+	// (virtio-mmio, for microvm).
+	bus string
+	// cmdline is the default kernel command line after console=.
+	cmdline []string
+}
+
+// genericCmdline works on every architecture: no reboot loop after a guest
+// panic (QEMU runs with -no-reboot, so the VMM exits), little console noise.
+var genericCmdline = []string{"quiet", "panic=-1"}
+
+var archTable = map[string]archDefaults{
+	"amd64": {
+		binary: "qemu-system-x86_64", machine: "q35", console: "ttyS0", bus: "pci",
+		// The x86-only options skip work a VM does not need: timer and TSC
+		// calibration (lpj, tsc, no_timer_check), probing absent UARTs,
+		// KASLR relocation, and a triple-fault reboot instead of BIOS.
+		cmdline: append(genericCmdline[:len(genericCmdline):len(genericCmdline)],
+			"reboot=t", "nokaslr", "no_timer_check", "tsc=reliable",
+			"lpj=5000000", "8250.nr_uarts=1"),
+	},
+	"arm64":   {binary: "qemu-system-aarch64", machine: "virt", console: "ttyAMA0", bus: "pci", cmdline: genericCmdline},
+	"ppc64le": {binary: "qemu-system-ppc64", machine: "pseries", console: "hvc0", bus: "pci", cmdline: genericCmdline},
+	"s390x":   {binary: "qemu-system-s390x", machine: "s390-ccw-virtio", console: "ttysclp0", bus: "ccw", cmdline: genericCmdline},
+}
+
+// hostArch returns the defaults for the architecture skiff runs on. The
+// second result is false on an architecture skiff has no defaults for.
+func hostArch() (archDefaults, bool) {
+	d, ok := archTable[runtime.GOARCH]
+	return d, ok
+}
+
+// DefaultBinary is the QEMU executable name for this host architecture
+// (looked up in PATH when Config.Binary is empty), or "" if unsupported.
+func DefaultBinary() string {
+	d, _ := hostArch()
+	return d.binary
+}
+
+// machineType is the machine name without its options ("microvm" for
+// "microvm,acpi=off").
+func machineType(machine string) string {
+	t, _, _ := strings.Cut(machine, ",")
+	return t
+}

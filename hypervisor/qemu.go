@@ -1,0 +1,428 @@
+package hypervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/skiff-oci/skiff/agentclient/protocol"
+)
+
+// maxSocketPath is the longest unix socket path the kernel accepts
+// (sizeof(sun_path) minus the terminating NUL).
+const maxSocketPath = 107
+
+// tagPattern keeps 9p mount tags to what every guest kernel and QEMU
+// version accepts, and to what needs no quoting on either side.
+var tagPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+type qemu struct {
+	cfg  Config
+	arch archDefaults
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{} // closed once the reaper has waited for cmd
+	err  error         // cmd's exit error, valid after done
+}
+
+// NewQEMU validates cfg and returns a QEMU backend for it. An empty Binary
+// means the architecture's QEMU, and a name without a slash is looked up
+// in PATH; an empty Machine means the architecture's default machine.
+// Relative paths are made absolute, so that the VMM's command line (and
+// KillVMM's PID-reuse check) do not depend on the working directory.
+func NewQEMU(cfg Config) (Hypervisor, error) {
+	q, err := newQEMU(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+func newQEMU(cfg Config) (*qemu, error) {
+	arch, ok := hostArch()
+	if !ok {
+		return nil, fmt.Errorf("qemu: no machine defaults for architecture %s", runtime.GOARCH)
+	}
+	if cfg.Binary == "" {
+		cfg.Binary = arch.binary
+	}
+	if !strings.Contains(cfg.Binary, "/") {
+		p, err := exec.LookPath(cfg.Binary)
+		if err != nil {
+			return nil, fmt.Errorf("qemu: %s not found in PATH (install QEMU or set the binary path): %w", cfg.Binary, err)
+		}
+		cfg.Binary = p
+	}
+	if cfg.Machine == "" {
+		cfg.Machine = arch.machine
+	}
+	if machineType(cfg.Machine) == "microvm" {
+		arch.bus = "device"
+	}
+	if err := validate(&cfg); err != nil {
+		return nil, fmt.Errorf("qemu: %w", err)
+	}
+	return &qemu{cfg: cfg, arch: arch}, nil
+}
+
+// validate checks cfg and makes its paths absolute.
+func validate(cfg *Config) error {
+	if cfg.Name == "" {
+		return errors.New("name is empty")
+	}
+	if err := checkFile("binary", cfg.Binary, true); err != nil {
+		return err
+	}
+	if err := checkFile("kernel", cfg.Kernel, false); err != nil {
+		return err
+	}
+	if err := checkFile("initrd", cfg.Initrd, false); err != nil {
+		return err
+	}
+	switch cfg.Accel {
+	case AccelKVM, AccelTCG:
+	case AccelAuto, "":
+		return fmt.Errorf("accel %q is not resolved: call ResolveAccel and set kvm or tcg", cfg.Accel)
+	default:
+		return fmt.Errorf("accel %q is unknown (want kvm or tcg)", cfg.Accel)
+	}
+	if cfg.VCPUs < 1 {
+		return fmt.Errorf("vcpus is %d, need at least 1", cfg.VCPUs)
+	}
+	if cfg.MemoryMiB < 64 {
+		return fmt.Errorf("memory is %d MiB, need at least 64", cfg.MemoryMiB)
+	}
+	for _, p := range cfg.KernelParams {
+		if p == "" || strings.ContainsAny(p, " \t\n") {
+			return fmt.Errorf("kernel parameter %q must be one non-empty word", p)
+		}
+	}
+	paths := []struct {
+		field  string
+		p      *string
+		socket bool
+	}{
+		{"agent socket", &cfg.AgentSocket, true},
+		{"QMP socket", &cfg.QMPSocket, true},
+		{"console log", &cfg.ConsoleLog, false},
+		{"stderr log", &cfg.StderrLog, false},
+		{"pid file", &cfg.PIDFile, false},
+	}
+	for _, f := range paths {
+		if err := absPath(f.field, f.p); err != nil {
+			return err
+		}
+		if f.socket && len(*f.p) > maxSocketPath {
+			return fmt.Errorf("%s path %s is %d bytes, longer than the %d a unix socket allows: use a shorter state directory",
+				f.field, *f.p, len(*f.p), maxSocketPath)
+		}
+	}
+	seen := map[string]bool{}
+	for i := range cfg.Shares {
+		s := &cfg.Shares[i]
+		if !tagPattern.MatchString(s.Tag) {
+			return fmt.Errorf("share tag %q must be 1-64 characters of A-Z a-z 0-9 _ . -", s.Tag)
+		}
+		if seen[s.Tag] {
+			return fmt.Errorf("share tag %q is used twice", s.Tag)
+		}
+		seen[s.Tag] = true
+		if err := absPath("share "+s.Tag, &s.HostPath); err != nil {
+			return err
+		}
+		if fi, err := os.Stat(s.HostPath); err != nil {
+			return fmt.Errorf("share %s: %w", s.Tag, err)
+		} else if !fi.IsDir() {
+			return fmt.Errorf("share %s: %s is not a directory", s.Tag, s.HostPath)
+		}
+	}
+	return nil
+}
+
+// checkFile fails unless path names a regular file we can read (and
+// execute, for the VMM binary).
+func checkFile(field, path string, exe bool) error {
+	if path == "" {
+		return fmt.Errorf("%s path is empty", field)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", field, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s %s is not a regular file", field, path)
+	}
+	mode := uint32(4) // R_OK
+	if exe {
+		mode = 1 // X_OK
+	}
+	if err := syscall.Access(path, mode); err != nil {
+		what := "readable"
+		if exe {
+			what = "executable"
+		}
+		return fmt.Errorf("%s %s is not %s: %w", field, path, what, err)
+	}
+	return nil
+}
+
+// absPath makes *p absolute and refuses what QEMU's option syntax cannot
+// carry: commas are escaped by doubling, but a newline or NUL cannot be.
+func absPath(field string, p *string) error {
+	if *p == "" {
+		return fmt.Errorf("%s path is empty", field)
+	}
+	if strings.ContainsAny(*p, "\x00\n") {
+		return fmt.Errorf("%s path %q contains a newline or NUL byte, which QEMU options cannot express", field, *p)
+	}
+	a, err := filepath.Abs(*p)
+	if err != nil {
+		return fmt.Errorf("%s path %s: %w", field, *p, err)
+	}
+	*p = a
+	return nil
+}
+
+// optValue escapes a value for QEMU's "key=value,key=value" option syntax,
+// where a literal comma is written as two.
+func optValue(s string) string {
+	return strings.ReplaceAll(s, ",", ",,")
+}
+
+// args is the VMM command line (without argv[0]). It is a pure function of
+// the validated config.
+func (q *qemu) args() []string {
+	c := q.cfg
+	dev := func(name string) string { return name + "-" + q.arch.bus }
+	cpu := "max"
+	if c.Accel == AccelKVM {
+		cpu = "host"
+	}
+	cmdline := append([]string{"console=" + q.arch.console}, q.arch.cmdline...)
+	cmdline = append(cmdline, c.KernelParams...)
+
+	a := []string{
+		"-name", optValue(c.Name),
+		"-machine", c.Machine + ",accel=" + string(c.Accel),
+		"-cpu", cpu,
+		"-m", strconv.Itoa(c.MemoryMiB) + "M",
+		"-smp", strconv.Itoa(c.VCPUs),
+		"-nographic", "-nodefaults", "-no-user-config", "-no-reboot",
+		"-kernel", c.Kernel,
+		"-initrd", c.Initrd,
+		"-append", strings.Join(cmdline, " "),
+		"-chardev", "file,id=con,path=" + optValue(c.ConsoleLog),
+		"-serial", "chardev:con",
+		"-chardev", "socket,id=agent,path=" + optValue(c.AgentSocket) + ",server=on,wait=off",
+		"-device", dev("virtio-serial") + ",id=vser0",
+		"-device", "virtserialport,chardev=agent,name=" + protocol.PortName,
+	}
+	for i, s := range c.Shares {
+		id := "fs" + strconv.Itoa(i)
+		fsdev := "local,id=" + id + ",path=" + optValue(s.HostPath) + ",security_model=none"
+		if s.ReadOnly {
+			fsdev += ",readonly=on"
+		}
+		a = append(a, "-fsdev", fsdev,
+			"-device", dev("virtio-9p")+",fsdev="+id+",mount_tag="+s.Tag)
+	}
+	return append(a,
+		"-qmp", "unix:"+optValue(c.QMPSocket)+",server=on,wait=off",
+		"-pidfile", c.PIDFile,
+	)
+}
+
+// Start launches QEMU in a new session, so that the VM survives the
+// caller's terminal and its signals, and returns once the process exists.
+// ctx only bounds the launch: cancelling it later does not stop the VM.
+func (q *qemu) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("start qemu: %w", err)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.cmd != nil {
+		return errors.New("start qemu: already started")
+	}
+	stdin, err := os.Open(os.DevNull)
+	if err != nil {
+		return fmt.Errorf("start qemu: %w", err)
+	}
+	defer stdin.Close()
+	logf, err := os.OpenFile(q.cfg.StderrLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("start qemu: open stderr log: %w", err)
+	}
+	defer logf.Close() // the child holds its own copy
+
+	cmd := exec.Command(q.cfg.Binary, q.args()...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start qemu %s: %w", q.cfg.Binary, err)
+	}
+	q.cmd = cmd
+	q.done = make(chan struct{})
+	// The reaper is the one owner of cmd.Wait, so that Wait and Stop can
+	// both observe the exit, and no zombie is left if nobody calls Wait.
+	go func() {
+		err := cmd.Wait()
+		if err != nil {
+			err = fmt.Errorf("qemu exited: %w%s", err, logTail(q.cfg.StderrLog))
+		}
+		q.err = err
+		close(q.done)
+	}()
+	return nil
+}
+
+// PID is the VMM's PID. For a VM started by another process (this one
+// never called Start) it is the PID in the pidfile if that still names this
+// VM's QEMU, else 0.
+func (q *qemu) PID() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.cmd != nil {
+		return q.cmd.Process.Pid
+	}
+	pid, err := readVMMPID(q.cfg.PIDFile)
+	if err != nil {
+		return 0
+	}
+	return pid
+}
+
+// Wait waits for the VMM started by this process to exit. A non-zero exit
+// is an error carrying the end of the stderr log.
+func (q *qemu) Wait() error {
+	q.mu.Lock()
+	done := q.done
+	q.mu.Unlock()
+	if done == nil {
+		return errors.New("wait qemu: not started by this process")
+	}
+	<-done
+	return q.err
+}
+
+// Stop asks QEMU to quit over QMP and kills it if it is still there after
+// timeout. It works from the process that started the VM and from any other
+// process that has the same Config (it then finds the VMM by its pidfile).
+func (q *qemu) Stop(ctx context.Context, timeout time.Duration) error {
+	q.mu.Lock()
+	done := q.done
+	q.mu.Unlock()
+	if done == nil {
+		return q.stopForeign(ctx, timeout)
+	}
+	select {
+	case <-done:
+		return nil
+	default:
+	}
+	qctx, cancel := context.WithTimeout(ctx, timeout)
+	quitted := q.goQuit(qctx)
+	select {
+	case <-done:
+	case <-qctx.Done():
+	}
+	cancel()
+	<-quitted
+	select {
+	case <-done:
+		return nil
+	default:
+	}
+	// Graceful quit failed or took too long; SIGKILL cannot be refused.
+	if err := q.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("stop qemu: kill %d: %w", q.cmd.Process.Pid, err)
+	}
+	select {
+	case <-done:
+		return nil
+	case <-time.After(killWait):
+		return fmt.Errorf("stop qemu: pid %d still running %v after SIGKILL", q.cmd.Process.Pid, killWait)
+	}
+}
+
+// goQuit sends QMP quit in the background (the VMM may exit before it
+// answers, or never answer) and returns a channel closed when it is done;
+// cancelling ctx ends it. Errors only mean the caller escalates to SIGKILL.
+func (q *qemu) goQuit(ctx context.Context) <-chan struct{} {
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		c, err := DialQMP(ctx, q.cfg.QMPSocket)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_ = c.Quit(ctx)
+	}()
+	return finished
+}
+
+// stopForeign stops a VM this process did not start, found by its pidfile.
+func (q *qemu) stopForeign(ctx context.Context, timeout time.Duration) error {
+	pid, err := readVMMPID(q.cfg.PIDFile)
+	if err != nil {
+		if errors.Is(err, errNotRunning) {
+			return nil
+		}
+		return fmt.Errorf("stop qemu: %w", err)
+	}
+	qctx, cancel := context.WithTimeout(ctx, timeout)
+	quitted := q.goQuit(qctx)
+	gone := waitGone(qctx, pid)
+	cancel()
+	<-quitted
+	if gone {
+		return nil
+	}
+	if err := KillVMM(q.cfg.PIDFile); err != nil {
+		return fmt.Errorf("stop qemu: %w", err)
+	}
+	return nil
+}
+
+// logTail returns the last lines of the VMM's stderr log, formatted to be
+// appended to an error, so that "exit status 1" says why.
+func logTail(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	const max = 1024
+	buf := make([]byte, max)
+	size := int64(0)
+	if fi, err := f.Stat(); err == nil {
+		size = fi.Size()
+	}
+	off := size - max
+	if off < 0 {
+		off = 0
+	}
+	n, _ := f.ReadAt(buf, off)
+	s := strings.TrimSpace(string(buf[:n]))
+	if off > 0 {
+		if i := strings.IndexByte(s, '\n'); i >= 0 {
+			s = s[i+1:] // drop the partial first line
+		}
+	}
+	if s == "" {
+		return ""
+	}
+	return ": " + strings.ReplaceAll(s, "\n", "; ")
+}

@@ -1,0 +1,190 @@
+package hypervisor
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// fakeFiles makes a binary, kernel and initrd that pass validation.
+func fakeFiles(t *testing.T) (bin, kernel, initrd string) {
+	t.Helper()
+	d := t.TempDir()
+	bin, kernel, initrd = filepath.Join(d, "qemu"), filepath.Join(d, "vmlinux"), filepath.Join(d, "initrd")
+	for _, f := range []struct {
+		p    string
+		mode os.FileMode
+	}{{bin, 0o755}, {kernel, 0o644}, {initrd, 0o644}} {
+		if err := os.WriteFile(f.p, []byte("x"), f.mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return bin, kernel, initrd
+}
+
+func typicalConfig(t *testing.T) Config {
+	t.Helper()
+	bin, kernel, initrd := fakeFiles(t)
+	state := t.TempDir()
+	rootfs := filepath.Join(t.TempDir(), "root,fs") // a comma QEMU must see doubled
+	vol := t.TempDir()
+	if err := os.Mkdir(rootfs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return Config{
+		Name: "sb1", Binary: bin, Kernel: kernel, Initrd: initrd,
+		KernelParams: []string{"skiff.debug=1"},
+		Accel:        AccelTCG, VCPUs: 2, MemoryMiB: 256,
+		Shares: []Share{
+			{Tag: "rootfs", HostPath: rootfs, ReadOnly: true},
+			{Tag: "vol0", HostPath: vol},
+		},
+		AgentSocket: filepath.Join(state, "agent.sock"),
+		QMPSocket:   filepath.Join(state, "qmp.sock"),
+		ConsoleLog:  filepath.Join(state, "console.log"),
+		StderrLog:   filepath.Join(state, "qemu.log"),
+		PIDFile:     filepath.Join(state, "qemu.pid"),
+	}
+}
+
+// hasPair reports whether args contain flag immediately followed by value.
+func hasPair(args []string, flag, value string) bool {
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == flag && args[i+1] == value {
+			return true
+		}
+	}
+	return false
+}
+
+func TestArgsTypical(t *testing.T) {
+	cfg := typicalConfig(t)
+	q, err := newQEMU(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := q.args()
+	arch := archTable[runtime.GOARCH]
+	want := [][2]string{
+		{"-name", "sb1"},
+		{"-machine", arch.machine + ",accel=tcg"},
+		{"-cpu", "max"},
+		{"-m", "256M"},
+		{"-smp", "2"},
+		{"-kernel", cfg.Kernel},
+		{"-initrd", cfg.Initrd},
+		{"-serial", "chardev:con"},
+		{"-chardev", "file,id=con,path=" + cfg.ConsoleLog},
+		{"-chardev", "socket,id=agent,path=" + cfg.AgentSocket + ",server=on,wait=off"},
+		{"-device", "virtio-serial-" + arch.bus + ",id=vser0"},
+		{"-device", "virtserialport,chardev=agent,name=skiff.agent"},
+		{"-fsdev", "local,id=fs0,path=" + strings.ReplaceAll(cfg.Shares[0].HostPath, ",", ",,") + ",security_model=none,readonly=on"},
+		{"-device", "virtio-9p-" + arch.bus + ",fsdev=fs0,mount_tag=rootfs"},
+		{"-fsdev", "local,id=fs1,path=" + cfg.Shares[1].HostPath + ",security_model=none"},
+		{"-device", "virtio-9p-" + arch.bus + ",fsdev=fs1,mount_tag=vol0"},
+		{"-qmp", "unix:" + cfg.QMPSocket + ",server=on,wait=off"},
+		{"-pidfile", cfg.PIDFile},
+	}
+	for _, w := range want {
+		if !hasPair(args, w[0], w[1]) {
+			t.Errorf("args lack %s %s\nargs: %q", w[0], w[1], args)
+		}
+	}
+	if !strings.Contains(cfg.Shares[0].HostPath, ",") || !slices.ContainsFunc(args, func(a string) bool { return strings.Contains(a, "root,,fs") }) {
+		t.Errorf("comma in share path not doubled: %q", args)
+	}
+	for _, f := range []string{"-nographic", "-nodefaults", "-no-user-config", "-no-reboot"} {
+		if !slices.Contains(args, f) {
+			t.Errorf("args lack %s", f)
+		}
+	}
+	i := slices.Index(args, "-append")
+	if i < 0 {
+		t.Fatalf("no -append in %q", args)
+	}
+	cmdline := args[i+1]
+	if !strings.HasPrefix(cmdline, "console="+arch.console+" quiet panic=-1") || !strings.HasSuffix(cmdline, " skiff.debug=1") {
+		t.Errorf("kernel cmdline = %q", cmdline)
+	}
+	if runtime.GOARCH == "amd64" && !strings.Contains(cmdline, "8250.nr_uarts=1") {
+		t.Errorf("x86 cmdline lacks its defaults: %q", cmdline)
+	}
+}
+
+func TestArgsKVMAndMachines(t *testing.T) {
+	cfg := typicalConfig(t)
+	cfg.Accel = AccelKVM
+	cfg.Machine = "microvm,acpi=off"
+	q, err := newQEMU(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := q.args()
+	for _, w := range [][2]string{
+		{"-cpu", "host"},
+		{"-machine", "microvm,acpi=off,accel=kvm"},
+		{"-device", "virtio-serial-device,id=vser0"},
+		{"-device", "virtio-9p-device,fsdev=fs0,mount_tag=rootfs"},
+	} {
+		if !hasPair(args, w[0], w[1]) {
+			t.Errorf("args lack %s %s\nargs: %q", w[0], w[1], args)
+		}
+	}
+
+	// s390x uses channel-attached virtio devices and the SCLP console.
+	q.arch, q.cfg.Machine = archTable["s390x"], archTable["s390x"].machine
+	args = q.args()
+	if !hasPair(args, "-device", "virtio-9p-ccw,fsdev=fs0,mount_tag=rootfs") ||
+		!strings.HasPrefix(args[slices.Index(args, "-append")+1], "console=ttysclp0 ") {
+		t.Errorf("s390x args: %q", args)
+	}
+}
+
+func TestNewQEMUValidation(t *testing.T) {
+	long := "/" + strings.Repeat("d", 120) + "/qmp.sock"
+	cases := []struct {
+		name   string
+		mutate func(*Config)
+		want   string
+	}{
+		{"missing binary", func(c *Config) { c.Binary = "/nonexistent/qemu" }, "binary"},
+		{"binary not executable", func(c *Config) { os.Chmod(c.Binary, 0o644) }, "not executable"},
+		{"missing kernel", func(c *Config) { c.Kernel = "/nonexistent/vmlinux" }, "/nonexistent/vmlinux"},
+		{"kernel is a directory", func(c *Config) { c.Kernel = t.TempDir() }, "not a regular file"},
+		{"missing initrd", func(c *Config) { c.Initrd = "" }, "initrd path is empty"},
+		{"unresolved accel", func(c *Config) { c.Accel = AccelAuto }, "ResolveAccel"},
+		{"bad accel", func(c *Config) { c.Accel = "hvf" }, `"hvf"`},
+		{"no vcpus", func(c *Config) { c.VCPUs = 0 }, "vcpus"},
+		{"small memory", func(c *Config) { c.MemoryMiB = 32 }, "memory is 32 MiB"},
+		{"socket path too long", func(c *Config) { c.QMPSocket = long }, "QMP socket"},
+		{"newline in path", func(c *Config) { c.ConsoleLog = "/tmp/a\nb" }, "console log"},
+		{"bad tag", func(c *Config) { c.Shares[0].Tag = "a,b" }, "share tag"},
+		{"share not a dir", func(c *Config) { c.Shares[1].HostPath = c.Kernel }, "not a directory"},
+		{"param with space", func(c *Config) { c.KernelParams = []string{"a b"} }, "kernel parameter"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := typicalConfig(t)
+			tc.mutate(&cfg)
+			_, err := NewQEMU(cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("NewQEMU error = %v, want one mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestNewQEMURelativePaths(t *testing.T) {
+	cfg := typicalConfig(t)
+	cfg.PIDFile = "rel/qemu.pid"
+	q, err := newQEMU(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !filepath.IsAbs(q.cfg.PIDFile) {
+		t.Errorf("pidfile %q not made absolute", q.cfg.PIDFile)
+	}
+}

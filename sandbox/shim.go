@@ -1,0 +1,389 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/skiff-oci/skiff/agentclient"
+	"github.com/skiff-oci/skiff/agentclient/protocol"
+	"github.com/skiff-oci/skiff/config"
+	"github.com/skiff-oci/skiff/hypervisor"
+)
+
+// The shim is the host process that stands for a container's process: it
+// owns the VM and the agent channel, relays stdio, serves the other verbs on
+// its socket, and exits with the container's exit status. conmon and
+// containerd's runc shim wait on its PID, so it must live exactly as long as
+// the container's process does.
+
+// exitVMLost is the status the shim exits with when the VM died under the
+// container: what a shell reports for a process killed by SIGKILL.
+const exitVMLost = 128 + int(syscall.SIGKILL)
+
+// vmStopTimeout bounds an orderly VMM quit before it is killed.
+const vmStopTimeout = 3 * time.Second
+
+type shim struct {
+	root string // the state root; the accelerator probe caches there
+	d    Dir
+	st   *State
+	cfg  *config.Config
+	log  *slog.Logger
+
+	vm       hypervisor.Hypervisor
+	vmExited chan struct{}
+	agent    *agentclient.Client
+
+	outputs  sync.WaitGroup // stdout and stderr copies
+	shutdown chan struct{}  // closed when a verb asked the shim to stop the VM
+	once     sync.Once
+}
+
+// RunShim is the body of `skiff shim ID`. It reports "ok" or "error: ..." on
+// ready once the container exists (stopped before its first instruction),
+// and returns the status the process must exit with.
+func RunShim(store *Store, id string, ready *os.File) int {
+	d := store.Dir(id)
+	s := &shim{root: store.Root, d: d, log: slog.Default().With("id", id), vmExited: make(chan struct{}), shutdown: make(chan struct{})}
+	// The shim's stdout and stderr are the container's: a reader that goes
+	// away must not kill the shim with SIGPIPE.
+	signal.Ignore(syscall.SIGPIPE)
+
+	err := s.boot()
+	if err != nil {
+		s.log.Error("create failed", "error", err)
+		fmt.Fprintf(ready, "error: %s\n", err)
+		ready.Close()
+		s.teardown()
+		return 1
+	}
+	ln, err := net.Listen("unix", d.ShimSocket())
+	if err != nil {
+		err = fmt.Errorf("listen on %s: %w", d.ShimSocket(), err)
+		fmt.Fprintf(ready, "error: %s\n", err)
+		ready.Close()
+		s.teardown()
+		return 1
+	}
+	defer ln.Close()
+	go s.serve(ln)
+	go s.forwardSignals()
+
+	fmt.Fprintf(ready, "ok\n")
+	ready.Close()
+
+	status := s.wait()
+	s.teardown()
+	s.log.Debug("shim exits", "status", status)
+	return status
+}
+
+// boot starts the VM, waits for the agent, and creates the container.
+func (s *shim) boot() error {
+	st, err := s.d.read()
+	if err != nil {
+		return err
+	}
+	s.st = st
+	s.cfg = config.Default()
+	if err := json.Unmarshal(st.Config, s.cfg); err != nil {
+		return fmt.Errorf("state of %s: config: %w", st.ID, err)
+	}
+	b, err := LoadBundle(st.Bundle)
+	if err != nil {
+		return err
+	}
+	plan, err := planShares(s.d, b)
+	if err != nil {
+		return err
+	}
+	if err := plan.mountFiles(); err != nil {
+		return err
+	}
+
+	h := s.cfg.Hypervisor
+	ctx := context.Background()
+	accel, why, err := hypervisor.ResolveAccel(ctx, hypervisor.Accel(h.Accel), hypervisor.ProbeConfig{
+		Binary: h.Path, Kernel: h.Kernel, Initrd: h.Initrd, Machine: h.MachineType,
+	}, s.root)
+	if err != nil {
+		return fmt.Errorf("choose accelerator: %w", err)
+	}
+	s.log.Debug("accelerator", "accel", accel, "why", why)
+
+	params := strings.Fields(h.KernelParams)
+	if s.cfg.Runtime.GuestDebug {
+		params = append(params, "skiff.debug=1")
+	}
+	vm, err := hypervisor.NewQEMU(hypervisor.Config{
+		Name:         "skiff-" + st.ID,
+		Binary:       h.Path,
+		Kernel:       h.Kernel,
+		Initrd:       h.Initrd,
+		KernelParams: params,
+		Machine:      h.MachineType,
+		Accel:        accel,
+		VCPUs:        h.DefaultVCPUs,
+		MemoryMiB:    h.DefaultMemory,
+		Shares:       plan.Host,
+		AgentSocket:  s.d.AgentSocket(),
+		QMPSocket:    s.d.QMPSocket(),
+		ConsoleLog:   s.d.ConsoleLog(),
+		StderrLog:    s.d.QEMULog(),
+		PIDFile:      s.d.QEMUPIDFile(),
+	})
+	if err != nil {
+		return err
+	}
+	if err := vm.Start(ctx); err != nil {
+		return fmt.Errorf("start VM: %w%s", err, s.guestTail())
+	}
+	s.vm = vm
+	go func() {
+		vm.Wait()
+		close(s.vmExited)
+	}()
+
+	bootCtx, cancel := context.WithTimeout(ctx, h.BootTimeoutDuration())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.vmExited:
+			cancel()
+		case <-bootCtx.Done():
+		}
+	}()
+	agent, err := agentclient.Dial(bootCtx, s.d.AgentSocket())
+	if err == nil {
+		s.agent = agent
+		_, err = agent.Ping(bootCtx)
+	}
+	if err != nil {
+		select {
+		case <-s.vmExited:
+			return fmt.Errorf("the VM exited while booting%s", s.guestTail())
+		default:
+		}
+		if bootCtx.Err() != nil {
+			return fmt.Errorf("the guest did not answer within %ds (hypervisor.boot_timeout)%s", h.BootTimeout, s.guestTail())
+		}
+		return fmt.Errorf("guest agent: %w%s", err, s.guestTail())
+	}
+
+	cctx, ccancel := context.WithTimeout(ctx, agentclient.DefaultCallTimeout)
+	defer ccancel()
+	pid, err := agent.CreateContainer(cctx, &protocol.CreateContainerRequest{ID: st.ID, Spec: plan.Spec, Shares: plan.Guest})
+	if err != nil {
+		return fmt.Errorf("create container in the guest: %w", err)
+	}
+	s.st.GuestPID = pid
+	return s.attachStdio(cctx)
+}
+
+// attachStdio connects the shim's own stdio, which are the fds the caller
+// of create passed, to the container process's.
+func (s *shim) attachStdio(ctx context.Context) error {
+	id := s.st.ID
+	in, err := s.agent.OpenStdio(ctx, id, "", protocol.Stdin)
+	if err != nil {
+		return err
+	}
+	out, err := s.agent.OpenStdio(ctx, id, "", protocol.Stdout)
+	if err != nil {
+		return err
+	}
+	errs, err := s.agent.OpenStdio(ctx, id, "", protocol.Stderr)
+	if err != nil {
+		return err
+	}
+	// Nobody waits for the stdin copy: it may block reading our stdin
+	// forever, and it ends with the process anyway.
+	go func() {
+		io.Copy(in, os.Stdin)
+		in.Close()
+	}()
+	for _, c := range []struct {
+		dst io.Writer
+		src net.Conn
+	}{{os.Stdout, out}, {os.Stderr, errs}} {
+		s.outputs.Add(1)
+		go func() {
+			defer s.outputs.Done()
+			io.Copy(c.dst, c.src)
+			c.src.Close()
+		}()
+	}
+	return nil
+}
+
+// wait returns the container's exit status once its process exited and
+// its output was relayed, or exitVMLost if the VM went away first.
+func (s *shim) wait() int {
+	type result struct {
+		status int
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		st, err := s.agent.WaitProcess(context.Background(), s.st.ID, "")
+		done <- result{st, err}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-s.vmExited:
+		r = result{exitVMLost, errors.New("the VM exited")}
+	}
+	if r.err != nil {
+		select {
+		case <-s.shutdown:
+			s.log.Debug("container stopped by delete")
+		default:
+			s.log.Error("lost the container's VM", "error", r.err, "console", s.guestTail())
+		}
+		r.status = exitVMLost
+	}
+	// Output may still be in flight after the exit status arrived; a VM
+	// that died closes the streams, so this wait is bounded in practice.
+	waitTimeout(&s.outputs, 5*time.Second)
+	return r.status
+}
+
+// teardown stops the VM and undoes host mounts. Safe to call after a
+// partial boot.
+func (s *shim) teardown() {
+	if s.agent != nil {
+		s.agent.Close()
+	}
+	if s.vm != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*vmStopTimeout)
+		if err := s.vm.Stop(ctx, vmStopTimeout); err != nil {
+			s.log.Warn("stop VM", "error", err)
+		}
+		cancel()
+	}
+	if err := unmountUnder(s.d.FilesDir()); err != nil {
+		s.log.Warn("unmount shared files", "error", err)
+	}
+	os.Remove(s.d.ShimSocket())
+}
+
+// serve answers the verbs on the control socket.
+func (s *shim) serve(ln net.Listener) {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go s.handle(conn)
+	}
+}
+
+func (s *shim) handle(conn net.Conn) {
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(ctlTimeout))
+	var req ctlRequest
+	if err := protocol.ReadFrame(conn, &req); err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), agentclient.DefaultCallTimeout)
+	defer cancel()
+	var err error
+	switch req.Op {
+	case ctlStart:
+		err = s.agent.StartContainer(ctx, s.st.ID)
+		if err == nil {
+			err = touch(s.d.path(startedMarker))
+		}
+	case ctlKill:
+		err = s.agent.SignalProcess(ctx, protocol.SignalProcessRequest{ID: s.st.ID, Signal: req.Signal, All: req.All})
+	case ctlShutdown:
+		// Answer first: the caller waits for this process to exit next.
+		protocol.WriteFrame(conn, ctlResponse{})
+		s.once.Do(func() { close(s.shutdown) })
+		if s.vm != nil {
+			s.vm.Stop(ctx, vmStopTimeout)
+		}
+		return
+	default:
+		err = fmt.Errorf("unknown request %q", req.Op)
+	}
+	rsp := ctlResponse{}
+	if err != nil {
+		rsp.Error = err.Error()
+	}
+	protocol.WriteFrame(conn, rsp)
+}
+
+// forwardSignals passes the signals a caller sends to the shim's PID on to
+// the container's process, as runc's foreground process does.
+func (s *shim) forwardSignals() {
+	ch := make(chan os.Signal, 16)
+	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
+	for sig := range ch {
+		ctx, cancel := context.WithTimeout(context.Background(), agentclient.DefaultCallTimeout)
+		err := s.agent.SignalProcess(ctx, protocol.SignalProcessRequest{ID: s.st.ID, Signal: int(sig.(syscall.Signal))})
+		cancel()
+		if err != nil {
+			s.log.Warn("forward signal", "signal", sig, "error", err)
+		}
+	}
+}
+
+// guestTail quotes the end of the guest console and of QEMU's stderr, so
+// that a failed boot explains itself.
+func (s *shim) guestTail() string {
+	var b strings.Builder
+	for _, f := range []struct{ name, path string }{{"guest console", s.d.ConsoleLog()}, {"qemu", s.d.QEMULog()}} {
+		if t := tailLines(f.path, 12); t != "" {
+			fmt.Fprintf(&b, "\n--- last lines of %s (%s) ---\n%s", f.name, f.path, t)
+		}
+	}
+	return b.String()
+}
+
+func tailLines(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	if len(b) > 64<<10 {
+		b = b[len(b)-64<<10:]
+	}
+	lines := strings.Split(strings.TrimRight(strings.ReplaceAll(string(b), "\r", ""), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func touch(path string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
+}

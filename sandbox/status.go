@@ -1,0 +1,62 @@
+package sandbox
+
+import (
+	"fmt"
+	"os"
+)
+
+// Status is a container's status as the OCI runtime spec names it.
+type Status string
+
+const (
+	StatusCreating Status = "creating"
+	StatusCreated  Status = "created"
+	StatusRunning  Status = "running"
+	StatusStopped  Status = "stopped"
+)
+
+// startedMarker is created by the shim once the container's process was
+// released: the shim, not a verb that might die half-way, knows it ran.
+const startedMarker = "started"
+
+// status computes a container's status live: whether its shim (the host
+// process that lives exactly as long as the container's process) is alive
+// decides between stopped and the rest.
+func (d Dir) status(st *State) Status {
+	if !alive(st.ShimPID, st.ShimStart) {
+		if st.Phase == PhaseCreating && st.ShimPID == 0 {
+			return StatusCreating
+		}
+		return StatusStopped
+	}
+	if st.Phase == PhaseCreating {
+		return StatusCreating
+	}
+	if _, err := os.Stat(d.path(startedMarker)); err == nil {
+		return StatusRunning
+	}
+	return StatusCreated
+}
+
+// The guards: which verb may act on which status. Kept in one place.
+
+func canStart(id string, s Status) error {
+	if s != StatusCreated {
+		return fmt.Errorf("cannot start container %s: it is %s, not created", id, s)
+	}
+	return nil
+}
+
+func canKill(id string, s Status) error {
+	if s != StatusCreated && s != StatusRunning {
+		return fmt.Errorf("cannot kill container %s: it is %s (container not running)", id, s)
+	}
+	return nil
+}
+
+func canDelete(id string, s Status, force bool) error {
+	if force || s == StatusStopped || s == StatusCreated {
+		return nil
+	}
+	return fmt.Errorf("cannot delete container %s that is %s: stop it first or use delete --force", id, s)
+}

@@ -1,0 +1,204 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultRoot is the state root when --root is not given.
+const DefaultRoot = "/run/skiff"
+
+// Store is the state root: one directory per container.
+type Store struct {
+	Root string
+}
+
+// ErrNotExist is returned for an ID without a state directory.
+var ErrNotExist = errors.New("does not exist")
+
+// State is what state.json holds. It is written atomically (temp file and
+// rename) and only under the container's lock. What can be known live (is
+// the shim alive?) is never stored here as truth.
+type State struct {
+	ID          string            `json:"id"`
+	Bundle      string            `json:"bundle"`
+	Rootfs      string            `json:"rootfs"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	Created     time.Time         `json:"created"`
+
+	// Phase is "creating" until create finished, then "created"; start
+	// moves it to "started". Whether the process still runs is live.
+	Phase string `json:"phase"`
+
+	ShimPID   int    `json:"shimPid,omitempty"`
+	ShimStart uint64 `json:"shimStart,omitempty"`
+	// GuestPID is the container process's PID inside the guest.
+	GuestPID int `json:"guestPid,omitempty"`
+
+	// Config is the resolved configuration the sandbox was created with, so
+	// that later verbs and the shim agree with create.
+	Config json.RawMessage `json:"config,omitempty"`
+	// Accel is the accelerator the VM runs under.
+	Accel string `json:"accel,omitempty"`
+}
+
+// Phases.
+const (
+	PhaseCreating = "creating"
+	PhaseCreated  = "created"
+	PhaseStarted  = "started"
+)
+
+// Dir is the state directory of one container.
+type Dir string
+
+func (d Dir) path(name string) string { return filepath.Join(string(d), name) }
+
+// Files in a state directory.
+func (d Dir) StateFile() string   { return d.path("state.json") }
+func (d Dir) ShimSocket() string  { return d.path("shim.sock") }
+func (d Dir) AgentSocket() string { return d.path("agent.sock") }
+func (d Dir) QMPSocket() string   { return d.path("qmp.sock") }
+func (d Dir) ConsoleLog() string  { return d.path("console.log") }
+func (d Dir) QEMULog() string     { return d.path("qemu.log") }
+func (d Dir) QEMUPIDFile() string { return d.path("qemu.pid") }
+func (d Dir) ShimLog() string     { return d.path("shim.log") }
+func (d Dir) FilesDir() string    { return d.path("files") }
+
+// Dir returns the state directory of id; id must be valid.
+func (s *Store) Dir(id string) Dir { return Dir(filepath.Join(s.Root, id)) }
+
+// ensureRoot creates the root, private to root: other users must not reach
+// sockets that control VMs.
+func (s *Store) ensureRoot() error {
+	if err := os.MkdirAll(s.Root, 0o700); err != nil {
+		return fmt.Errorf("state root %s: %w", s.Root, err)
+	}
+	return nil
+}
+
+// Lock is an exclusive flock on a container's state directory.
+type Lock struct{ f *os.File }
+
+// Unlock releases the lock.
+func (l *Lock) Unlock() {
+	if l != nil && l.f != nil {
+		l.f.Close()
+	}
+}
+
+// lock takes the container's lock, waiting for other verbs to finish.
+func (d Dir) lock() (*Lock, error) {
+	f, err := os.Open(string(d))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, ErrNotExist
+		}
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", d, err)
+	}
+	// The directory may have been deleted while we waited.
+	if _, err := os.Stat(string(d)); err != nil {
+		f.Close()
+		return nil, ErrNotExist
+	}
+	return &Lock{f: f}, nil
+}
+
+// create makes the state directory of a new container and locks it. It
+// fails if the ID is taken: mkdir is the atomic claim.
+func (s *Store) create(id string) (Dir, *Lock, error) {
+	if err := s.ensureRoot(); err != nil {
+		return "", nil, err
+	}
+	d := s.Dir(id)
+	if err := os.Mkdir(string(d), 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return "", nil, fmt.Errorf("container %q already exists", id)
+		}
+		return "", nil, fmt.Errorf("create state directory: %w", err)
+	}
+	l, err := d.lock()
+	if err != nil {
+		os.Remove(string(d))
+		return "", nil, err
+	}
+	return d, l, nil
+}
+
+// read loads state.json. A directory without one is a create that was
+// interrupted before writing it.
+func (d Dir) read() (*State, error) {
+	b, err := os.ReadFile(d.StateFile())
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			if _, err := os.Stat(string(d)); err != nil {
+				return nil, ErrNotExist
+			}
+			return &State{ID: filepath.Base(string(d)), Phase: PhaseCreating}, nil
+		}
+		return nil, err
+	}
+	var st State
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("corrupt %s: %w (delete --force removes it)", d.StateFile(), err)
+	}
+	return &st, nil
+}
+
+// write replaces state.json atomically.
+func (d Dir) write(st *State) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(string(d), ".state-*.tmp")
+	if err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write state: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write state: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), d.StateFile()); err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	return nil
+}
+
+// ids lists the container IDs under the root, sorted.
+func (s *Store) ids() ([]string, error) {
+	ents, err := os.ReadDir(s.Root)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var ids []string
+	for _, e := range ents {
+		if e.IsDir() && ValidateID(e.Name()) == nil {
+			ids = append(ids, e.Name())
+		}
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
