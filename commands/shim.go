@@ -3,6 +3,7 @@ package commands
 import (
 	"log/slog"
 	"os"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
 
@@ -29,6 +30,8 @@ var Shim = &cli.Command{
 				slog.SetDefault(slog.New(slog.NewTextHandler(f, nil)))
 			}
 		}
+		// Not inherited by QEMU: the create waiting on it would never see EOF.
+		syscall.CloseOnExec(3)
 		ready := os.NewFile(3, "ready")
 		return ExitError{Status: sandbox.RunShim(st, id, ready)}
 	},

@@ -111,6 +111,11 @@ func (s *shim) boot() error {
 	if err := plan.mountFiles(); err != nil {
 		return err
 	}
+	if b.Spec.Root.Readonly {
+		if err := createMountTargets(b.Rootfs, b.Spec.Mounts); err != nil {
+			return err
+		}
+	}
 
 	h := s.cfg.Hypervisor
 	ctx := context.Background()

@@ -1,0 +1,102 @@
+package container
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+func TestExitStatus(t *testing.T) {
+	for _, tc := range []struct {
+		ws   unix.WaitStatus
+		want int
+	}{
+		{0, 0},
+		{7 << 8, 7},
+		{255 << 8, 255},
+		{unix.WaitStatus(unix.SIGKILL), 137},
+		{unix.WaitStatus(unix.SIGTERM) | 0x80, 143}, // core dumped
+	} {
+		if got := ExitStatus(tc.ws); got != tc.want {
+			t.Errorf("ExitStatus(%#x) = %d, want %d", uint32(tc.ws), got, tc.want)
+		}
+	}
+}
+
+func TestParseMountOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		typ  string
+		opts []string
+		want mountOpts
+	}{
+		{"proc", "proc", []string{"nosuid", "noexec", "nodev"},
+			mountOpts{flags: unix.MS_NOSUID | unix.MS_NOEXEC | unix.MS_NODEV}},
+		{"tmpfs data", "tmpfs", []string{"nosuid", "strictatime", "mode=755", "size=65536k"},
+			mountOpts{flags: unix.MS_NOSUID | unix.MS_STRICTATIME, data: "mode=755,size=65536k"}},
+		{"devpts", "devpts", []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"},
+			mountOpts{flags: unix.MS_NOSUID | unix.MS_NOEXEC, data: "newinstance,ptmxmode=0666,mode=0620,gid=5"}},
+		{"ro rbind", "none", []string{"rbind", "ro", "nosuid", "rprivate"},
+			mountOpts{flags: unix.MS_BIND | unix.MS_REC, bind: true, recursive: true,
+				remount: unix.MS_RDONLY | unix.MS_NOSUID, propagation: unix.MS_PRIVATE | unix.MS_REC}},
+		{"bind type", "bind", []string{"rw"},
+			mountOpts{flags: unix.MS_BIND, bind: true}},
+		{"rw clears ro", "tmpfs", []string{"ro", "rw"}, mountOpts{}},
+	} {
+		got := parseMountOptions(tc.typ, tc.opts)
+		if got != tc.want {
+			t.Errorf("%s: got %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestSecurePath(t *testing.T) {
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "a/b"), 0o755)
+	os.Symlink("/a", filepath.Join(root, "abs"))
+	os.Symlink("../../../..", filepath.Join(root, "a/up"))
+	os.Symlink("/etc/passwd", filepath.Join(root, "a/passwd"))
+	os.Symlink("loop2", filepath.Join(root, "loop1"))
+	os.Symlink("loop1", filepath.Join(root, "loop2"))
+	for in, want := range map[string]string{
+		"/":               root,
+		"/a/b":            root + "/a/b",
+		"/abs/b/new":      root + "/a/b/new",
+		"/a/up/etc":       root + "/etc",
+		"/../../x":        root + "/x",
+		"/a/passwd":       root + "/etc/passwd",
+		"a/./b/../b/c":    root + "/a/b/c",
+		"/missing/../abs": root + "/a",
+	} {
+		got, err := securePath(root, in)
+		if err != nil || got != want {
+			t.Errorf("securePath(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if _, err := securePath(root, "/loop1/x"); err == nil {
+		t.Errorf("symlink loop not refused")
+	}
+}
+
+func TestValidate(t *testing.T) {
+	ok := &specs.Spec{Process: &specs.Process{Args: []string{"sh"}, Cwd: "/"}, Root: &specs.Root{Path: "/r"}}
+	if err := Validate(ok); err != nil {
+		t.Fatal(err)
+	}
+	tty := *ok
+	tty.Process = &specs.Process{Args: []string{"sh"}, Terminal: true}
+	for _, s := range []*specs.Spec{nil, {}, {Process: &specs.Process{}}, &tty} {
+		if Validate(s) == nil {
+			t.Errorf("Validate(%+v) accepted", s)
+		}
+	}
+}
+
+func TestCapSet(t *testing.T) {
+	if got := capSet([]string{"CAP_CHOWN", "CAP_KILL", "CAP_NOPE", "CAP_CHECKPOINT_RESTORE"}); got != 1|1<<5|1<<40 {
+		t.Fatalf("capSet = %#x", got)
+	}
+}
