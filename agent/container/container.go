@@ -53,6 +53,10 @@ type Container struct {
 	id    string
 	pid   int
 	pidNS string // readlink of /proc/<pid>/ns/pid, to find all its processes
+	// cgroup is the container's own cgroup v2 directory in the guest, ""
+	// when the guest has no cgroup2. It finds every process of the
+	// container even when the spec asks for no PID namespace.
+	cgroup string
 
 	mu      sync.Mutex
 	startW  *os.File
@@ -97,14 +101,23 @@ func New(id string, spec *specs.Spec, stdin, stdout, stderr *os.File, r Reaper) 
 		stdin.Fd(), stdout.Fd(), stderr.Fd(),
 		pipes[0][0].Fd(), pipes[1][1].Fd(), pipes[2][0].Fd(),
 	}
+	// Mount, UTS and IPC namespaces always: the container must not touch
+	// the agent's mounts or the guest's name. A PID namespace as the spec
+	// says, as runc does: without one the process is not an init process.
+	flags := uintptr(syscall.CLONE_NEWNS | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC)
+	if hasNamespace(spec, specs.PIDNamespace) {
+		flags |= syscall.CLONE_NEWPID
+	}
 	attr := &syscall.ProcAttr{
 		Env:   []string{initEnv},
 		Files: files,
-		Sys: &syscall.SysProcAttr{
-			Setsid: true,
-			Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID |
-				syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC,
-		},
+		Sys:   &syscall.SysProcAttr{Setsid: true, Cloneflags: flags},
+	}
+	cgroup, cgfd := makeCgroup(id)
+	if cgfd >= 0 {
+		defer unix.Close(cgfd)
+		attr.Sys.UseCgroupFD = true
+		attr.Sys.CgroupFD = cgfd
 	}
 	pid, statusCh, err := r.Track(func() (int, error) {
 		return syscall.ForkExec("/proc/self/exe", []string{"skiff-init", InitArg}, attr)
@@ -112,7 +125,7 @@ func New(id string, spec *specs.Spec, stdin, stdout, stderr *os.File, r Reaper) 
 	if err != nil {
 		return nil, fmt.Errorf("start container init: %w", err)
 	}
-	c := &Container{id: id, pid: pid, done: make(chan struct{})}
+	c := &Container{id: id, pid: pid, cgroup: cgroup, done: make(chan struct{})}
 	go func() {
 		c.status = <-statusCh
 		close(c.done)
@@ -241,6 +254,14 @@ func (c *Container) Signal(sig unix.Signal, all bool) error {
 		}
 		return nil
 	}
+	if c.cgroup != "" {
+		return signalCgroup(c.cgroup, sig)
+	}
+	if c.pidNS == hostPIDNS() {
+		// No PID namespace and no cgroup: nothing tells its processes
+		// from the guest's; the init process is all we can reach.
+		return unix.Kill(c.pid, sig)
+	}
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return err
@@ -271,4 +292,64 @@ func ExitStatus(ws unix.WaitStatus) int {
 		return 128 + int(ws.Signal())
 	}
 	return 255
+}
+
+func hasNamespace(spec *specs.Spec, t specs.LinuxNamespaceType) bool {
+	if spec.Linux == nil {
+		return false
+	}
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == t {
+			return true
+		}
+	}
+	return false
+}
+
+func hostPIDNS() string {
+	ns, _ := os.Readlink("/proc/self/ns/pid")
+	return ns
+}
+
+// cgroupRoot holds one cgroup per container in the guest's cgroup2 tree.
+const cgroupRoot = "/sys/fs/cgroup/skiff"
+
+// makeCgroup creates the container's cgroup and opens it for
+// CLONE_INTO_CGROUP, so the process is in it from its first instruction.
+// Without cgroup2 it returns "" and -1: the container runs without one.
+func makeCgroup(id string) (string, int) {
+	dir := cgroupRoot + "/" + id
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", -1
+	}
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		os.Remove(dir)
+		return "", -1
+	}
+	return dir, fd
+}
+
+// signalCgroup signals every process of a cgroup; SIGKILL goes through
+// cgroup.kill, which also catches processes forking meanwhile.
+func signalCgroup(dir string, sig unix.Signal) error {
+	if sig == unix.SIGKILL {
+		if err := os.WriteFile(dir+"/cgroup.kill", []byte("1"), 0); err == nil {
+			return nil
+		}
+	}
+	b, err := os.ReadFile(dir + "/cgroup.procs")
+	if err != nil {
+		return fmt.Errorf("list processes of %s: %w", dir, err)
+	}
+	for _, f := range strings.Fields(string(b)) {
+		var pid int
+		if _, err := fmt.Sscan(f, &pid); err != nil {
+			continue
+		}
+		if err := unix.Kill(pid, sig); err != nil && err != unix.ESRCH {
+			return fmt.Errorf("signal %d to %d: %w", sig, pid, err)
+		}
+	}
+	return nil
 }
