@@ -188,7 +188,7 @@ func (s *Store) open(id string) (Dir, *Lock, *State, error) {
 		if errors.Is(err, ErrNotExist) {
 			return "", nil, nil, fmt.Errorf("container %q does not exist", id)
 		}
-		return "", nil, nil, err
+		return d, nil, nil, fmt.Errorf("container %s: %w", id, err)
 	}
 	st, err := d.read()
 	if err != nil {
@@ -231,9 +231,16 @@ func (s *Store) Kill(ctx context.Context, id string, sig syscall.Signal, all boo
 	return nil
 }
 
-// Delete removes a container: its VM, shim, host mounts and state.
+// Delete removes a container: its VM, shim, host mounts and state. With
+// force it also takes over from a verb that holds the lock too long (a
+// create hung or killed half-way): it kills what that verb started.
 func (s *Store) Delete(ctx context.Context, id string, force bool) error {
 	d, l, st, err := s.open(id)
+	if errors.Is(err, errLocked) && force {
+		slog.Warn("container is locked by another command; deleting anyway", "id", id)
+		st, _ = d.read()
+		return destroy(d, st)
+	}
 	if err != nil {
 		return err
 	}

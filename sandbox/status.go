@@ -23,14 +23,16 @@ const startedMarker = "started"
 // process that lives exactly as long as the container's process) is alive
 // decides between stopped and the rest.
 func (d Dir) status(st *State) Status {
-	if !alive(st.ShimPID, st.ShimStart) {
-		if st.Phase == PhaseCreating && st.ShimPID == 0 {
+	if st.Phase == PhaseCreating {
+		// create holds the lock from start to end: a free lock means the
+		// create died half-way, and nothing will ever run.
+		if d.locked() {
 			return StatusCreating
 		}
 		return StatusStopped
 	}
-	if st.Phase == PhaseCreating {
-		return StatusCreating
+	if !alive(st.ShimPID, st.ShimStart) {
+		return StatusStopped
 	}
 	if _, err := os.Stat(d.path(startedMarker)); err == nil {
 		return StatusRunning

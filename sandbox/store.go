@@ -94,8 +94,18 @@ func (l *Lock) Unlock() {
 	}
 }
 
+// lockWait bounds how long a verb waits for another verb on the same
+// container (a create waits for a whole boot, bounded by boot_timeout).
+const lockWait = 90 * time.Second
+
+// errLocked is returned when another verb holds the lock too long.
+var errLocked = errors.New("another skiff command is working on this container")
+
 // lock takes the container's lock, waiting for other verbs to finish.
-func (d Dir) lock() (*Lock, error) {
+func (d Dir) lock() (*Lock, error) { return d.lockWithin(lockWait) }
+
+// lockWithin is lock with a bound on the wait.
+func (d Dir) lockWithin(wait time.Duration) (*Lock, error) {
 	f, err := os.Open(string(d))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -103,9 +113,21 @@ func (d Dir) lock() (*Lock, error) {
 		}
 		return nil, err
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", d, err)
+	deadline := time.Now().Add(wait)
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", d, err)
+		}
+		if time.Now().After(deadline) {
+			f.Close()
+			return nil, errLocked
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	// The directory may have been deleted while we waited.
 	if _, err := os.Stat(string(d)); err != nil {
@@ -113,6 +135,16 @@ func (d Dir) lock() (*Lock, error) {
 		return nil, ErrNotExist
 	}
 	return &Lock{f: f}, nil
+}
+
+// locked tells whether some process holds the container's lock now.
+func (d Dir) locked() bool {
+	l, err := d.lockWithin(0)
+	if err != nil {
+		return errors.Is(err, errLocked)
+	}
+	l.Unlock()
+	return false
 }
 
 // create makes the state directory of a new container and locks it. It
