@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -257,6 +258,14 @@ func (s *Store) Delete(ctx context.Context, id string, force bool) error {
 func destroy(d Dir, st *State) error {
 	if st == nil {
 		st, _ = d.read()
+	}
+	if st != nil && st.ShimPID == 0 {
+		// create died before recording the shim; the shim recorded itself.
+		if b, err := os.ReadFile(d.ShimPIDFile()); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && isShim(pid, d) {
+				st.ShimPID = pid
+			}
+		}
 	}
 	if st != nil && alive(st.ShimPID, st.ShimStart) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

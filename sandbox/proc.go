@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -55,4 +57,25 @@ func killAndWait(pid int, start uint64, timeout time.Duration) {
 	for alive(pid, start) && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// isShim checks that pid is the shim of the container in d, by its
+// command line, before anything signals it: a PID read from a file may
+// have been recycled.
+func isShim(pid int, d Dir) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	args := strings.Split(string(b), "\x00")
+	id, root := filepath.Base(string(d)), filepath.Dir(string(d))
+	if !strings.Contains(string(b), root) {
+		return false
+	}
+	for i, a := range args {
+		if a == "shim" && i+1 < len(args) && args[i+1] == id {
+			return true
+		}
+	}
+	return false
 }

@@ -59,6 +59,9 @@ func RunShim(store *Store, id string, ready *os.File) int {
 	// The shim's stdout and stderr are the container's: a reader that goes
 	// away must not kill the shim with SIGPIPE.
 	signal.Ignore(syscall.SIGPIPE)
+	// Recorded by the shim itself: if create dies before it writes the
+	// shim's PID into state.json, delete --force still finds it here.
+	os.WriteFile(d.ShimPIDFile(), []byte(fmt.Sprint(os.Getpid())), 0o600)
 
 	err := s.boot()
 	if err != nil {
@@ -80,7 +83,13 @@ func RunShim(store *Store, id string, ready *os.File) int {
 	go s.serve(ln)
 	go s.forwardSignals()
 
-	fmt.Fprintf(ready, "ok\n")
+	// Nobody left to read this means create died before it could record
+	// the container: it must not run unrecorded.
+	if _, err := fmt.Fprintf(ready, "ok\n"); err != nil {
+		s.log.Error("create went away before the container was recorded", "error", err)
+		s.teardown()
+		return 1
+	}
 	ready.Close()
 
 	status := s.wait()

@@ -70,6 +70,7 @@ func (d Dir) ConsoleLog() string  { return d.path("console.log") }
 func (d Dir) QEMULog() string     { return d.path("qemu.log") }
 func (d Dir) QEMUPIDFile() string { return d.path("qemu.pid") }
 func (d Dir) ShimLog() string     { return d.path("shim.log") }
+func (d Dir) ShimPIDFile() string { return d.path("shim.pid") }
 func (d Dir) FilesDir() string    { return d.path("files") }
 
 // Dir returns the state directory of id; id must be valid.
