@@ -18,7 +18,7 @@ AGENT_BIN ?= build/skiff-agent
 DEMO_BUNDLE := build/demo-bundle
 FLOOR_INITRD := build/floor-initramfs.img
 
-.PHONY: all guest floor deps demo demo-bundle test install uninstall bench clean distclean FORCE
+.PHONY: all guest floor deps demo demo-bundle test install uninstall bench fuzz clean distclean FORCE
 .DEFAULT_GOAL := all
 
 all: bin/skiff guest
@@ -73,6 +73,14 @@ test:
 	$(MAKE) all
 	$(GO) vet ./...
 	SKIFF_BIN=$(CURDIR)/bin/skiff $(GO) test -count=1 -timeout 40m ./...
+
+# Each fuzz target for FUZZTIME; their seeds also run in every `go test`.
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test ./sandbox -run '^$$' -fuzz '^FuzzParseSpec$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./sandbox -run '^$$' -fuzz '^FuzzValidateID$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./config -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./agentclient/protocol -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime $(FUZZTIME)
 
 bench: all $(FLOOR_INITRD)
 	GO=$(GO) scripts/bench.sh
