@@ -77,10 +77,18 @@ func (d Dir) FilesDir() string    { return d.path("files") }
 func (s *Store) Dir(id string) Dir { return Dir(filepath.Join(s.Root, id)) }
 
 // ensureRoot creates the root, private to root: other users must not reach
-// sockets that control VMs.
+// sockets that control VMs. An existing root that someone else owns, or that others may write to,
+// is refused: a socket planted there must never be trusted.
 func (s *Store) ensureRoot() error {
 	if err := os.MkdirAll(s.Root, 0o700); err != nil {
 		return fmt.Errorf("state root %s: %w", s.Root, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(s.Root, &st); err != nil {
+		return fmt.Errorf("state root %s: %w", s.Root, err)
+	}
+	if int(st.Uid) != os.Geteuid() || st.Mode&0o022 != 0 {
+		return fmt.Errorf("state root %s is owned by uid %d with mode %o: it must be owned by uid %d and not writable by others (chmod 700 it, or use another --root)", s.Root, st.Uid, st.Mode&0o777, os.Geteuid())
 	}
 	return nil
 }

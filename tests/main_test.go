@@ -130,6 +130,7 @@ func findRuntime() (string, bool, error) {
 var applets = []string{
 	"sh", "echo", "cat", "id", "hostname", "pwd", "env", "sleep", "true",
 	"false", "touch", "ls", "test", "mkdir", "kill", "uname", "stat",
+	"mount", "ln", "reboot", "grep", "insmod",
 }
 
 // buildRootfs makes a minimal rootfs around a static busybox. Mount points
