@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# Start-up benchmark: `run` of /bin/true under skiff, against the floor (raw
+# QEMU booting skiff's own kernel with skiff's own machine options and an
+# initramfs whose /init powers off at once) and runc.
+#
+#   make bench                     (builds what is needed, then runs this)
+#   BENCH_RUNS=9 scripts/bench.sh  (as root; N >= 5, default 7)
+#
+# Runs are interleaved (run 1 of each, run 2 of each, ...) so that a busy
+# host hits every contender alike; the table reports medians. Wall time is
+# measured from exec to exit with `date +%s%N`.
+#
+# The floor's QEMU command line is not written down here: it is derived
+# from a real skiff VM (create, read /proc/<qemu pid>/cmdline, delete), so
+# that it follows whatever skiff passes. Kept: -machine -cpu -m -smp -kernel
+# -append and the -nographic/-nodefaults/-no-user-config/-no-reboot flags;
+# -initrd is swapped for the floor image; everything else (agent channel,
+# 9p shares, QMP, pidfile, console chardev) is dropped and listed.
+set -euo pipefail
+cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
+REPO=$PWD
+
+N=${BENCH_RUNS:-7}
+[[ $N =~ ^[0-9]+$ ]] && ((N >= 5)) || { echo "bench: BENCH_RUNS must be a number >= 5 (got '$N')" >&2; exit 2; }
+[[ $(id -u) -eq 0 ]] || { echo "bench: must run as root" >&2; exit 2; }
+
+SKIFF=$REPO/bin/skiff
+FLOOR_INITRD=$REPO/build/floor-initramfs.img
+for f in "$SKIFF" "$REPO/build/guest/vmlinux" "$REPO/build/guest/initramfs.img" "$FLOOR_INITRD"; do
+	[[ -e $f ]] || { echo "bench: $f missing (run 'make bench', which builds it)" >&2; exit 2; }
+done
+[[ -x /bin/busybox ]] || { echo "bench: /bin/busybox missing (apt-get install busybox-static)" >&2; exit 2; }
+RUNC=/usr/sbin/runc
+RUN_TIMEOUT=120
+
+WORK=$(mktemp -d /tmp/skiff-bench.XXXXXX)
+ROOT=$WORK/root            # skiff --root
+RUNC_ROOT=$WORK/runc-root  # runc --root
+BUNDLE=$WORK/bundle        # /bin/true, shared by skiff and runc
+IDLE=$WORK/idle            # same rootfs, `sleep 30`: floor derivation + RSS
+LOGS=$WORK/logs
+mkdir -p "$ROOT" "$RUNC_ROOT" "$LOGS"
+
+cleanup() {
+	local rc=$? d left
+	set +e
+	if [[ -d $ROOT ]]; then
+		for d in "$ROOT"/*/; do
+			[[ -d $d ]] || continue
+			timeout 60 "$SKIFF" --root "$ROOT" delete --force "$(basename "$d")" >/dev/null 2>&1
+		done
+	fi
+	if [[ -d $RUNC_ROOT && -x $RUNC ]]; then
+		for d in "$RUNC_ROOT"/*/; do
+			[[ -d $d ]] || continue
+			"$RUNC" --root "$RUNC_ROOT" delete --force "$(basename "$d")" >/dev/null 2>&1
+		done
+	fi
+	# Any state directory left behind means delete failed to clean up.
+	if [[ -d $ROOT ]] && compgen -G "$ROOT/*/" >/dev/null; then
+		echo "bench: FAIL: skiff state left in $ROOT: $(ls "$ROOT")" >&2
+		rc=1
+	fi
+	left=$(pgrep -af qemu-system | grep -F -- "$WORK" || true)
+	if [[ -n $left ]]; then
+		echo "bench: FAIL: qemu processes of this benchmark still running:" >&2
+		echo "$left" >&2
+		rc=1
+	fi
+	rm -rf "$WORK"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+now() { date +%s%N; }
+
+# --- bundles -----------------------------------------------------------------
+mkdir -p "$BUNDLE/rootfs/bin"
+(cd "$BUNDLE/rootfs" && mkdir -p dev proc sys tmp etc root && chmod 1777 tmp)
+cp /bin/busybox "$BUNDLE/rootfs/bin/busybox"
+chroot "$BUNDLE/rootfs" /bin/busybox --install -s /bin
+(cd "$BUNDLE" && "$SKIFF" spec)
+# set_args CONFIG JSON-ARGS: terminal off, process.args replaced (one-line or
+# multi-line "args" array, as `skiff spec` writes it).
+set_args() {
+	sed -i -e 's/"terminal": *true/"terminal": false/' \
+		-e "/\"args\": *\[.*\]/{s#\"args\": *\[.*\]#\"args\": [$2],#;b" -e '}' \
+		-e "/\"args\": *\[/,/\]/c\\		\"args\": [$2]," "$1"
+	grep -q '"terminal": false' "$1" && grep -qF "\"args\": [$2]" "$1" ||
+		{ echo "bench: could not edit $1" >&2; exit 1; }
+}
+cp "$BUNDLE/config.json" "$WORK/config.orig.json"
+set_args "$BUNDLE/config.json" '"/bin/true"'
+mkdir -p "$IDLE"
+sed -e "s#\"path\": *\"rootfs\"#\"path\": \"$BUNDLE/rootfs\"#" "$WORK/config.orig.json" >"$IDLE/config.json"
+grep -qF "\"path\": \"$BUNDLE/rootfs\"" "$IDLE/config.json" || { echo "bench: could not set root.path in $IDLE/config.json" >&2; exit 1; }
+set_args "$IDLE/config.json" '"/bin/sleep", "30"'
+
+# --- floor command line, from a real skiff VM; idle RSS on the way ------------
+echo "deriving the floor's QEMU command line from a skiff VM (create; read /proc/PID/cmdline; delete)..."
+timeout "$RUN_TIMEOUT" "$SKIFF" --root "$ROOT" create --bundle "$IDLE" bench-idle </dev/null >"$LOGS/idle.out" 2>&1 ||
+	{ echo "bench: skiff create failed:" >&2; cat "$LOGS/idle.out" >&2; exit 1; }
+QPID=$(cat "$ROOT/bench-idle/qemu.pid")
+mapfile -d '' QARGV <"/proc/$QPID/cmdline"
+((${#QARGV[@]} > 1)) || { echo "bench: could not read the command line of qemu pid $QPID" >&2; exit 1; }
+RSS="n/a"
+if timeout 60 "$SKIFF" --root "$ROOT" start bench-idle >"$LOGS/idle-start.out" 2>&1; then
+	sleep 2 # let the guest settle after the process starts
+	if [[ -r /proc/$QPID/status ]]; then
+		rss=$(awk '/^VmRSS:/{print $2}' "/proc/$QPID/status")
+		hwm=$(awk '/^VmHWM:/{print $2}' "/proc/$QPID/status")
+		RSS="VmRSS $((rss / 1024)) MiB, VmHWM (peak) $((hwm / 1024)) MiB"
+	fi
+else
+	echo "bench: note: skiff start of the idle container failed (RSS not measured): $(tail -n 3 "$LOGS/idle-start.out")" >&2
+fi
+timeout 60 "$SKIFF" --root "$ROOT" delete --force bench-idle >/dev/null 2>&1 ||
+	{ echo "bench: skiff delete --force bench-idle failed" >&2; exit 1; }
+
+FLOOR_CON=$LOGS/floor-console.log
+FLOOR=("${QARGV[0]}")
+dropped=()
+i=1
+while ((i < ${#QARGV[@]})); do
+	a=${QARGV[i]}
+	case $a in
+	-machine | -cpu | -m | -smp | -kernel | -append)
+		FLOOR+=("$a" "${QARGV[i + 1]}"); i=$((i + 2)) ;;
+	-initrd)
+		FLOOR+=(-initrd "$FLOOR_INITRD"); i=$((i + 2)) ;;
+	-nographic | -nodefaults | -no-user-config | -no-reboot)
+		FLOOR+=("$a"); i=$((i + 1)) ;;
+	-*)
+		# an option with a value unless the next word is itself an option
+		if ((i + 1 < ${#QARGV[@]})) && [[ ${QARGV[i + 1]} != -* ]]; then
+			dropped+=("$a ${QARGV[i + 1]}"); i=$((i + 2))
+		else
+			dropped+=("$a"); i=$((i + 1))
+		fi ;;
+	*)
+		dropped+=("$a"); i=$((i + 1)) ;;
+	esac
+done
+FLOOR+=(-serial "file:$FLOOR_CON")
+[[ " ${FLOOR[*]} " == *" -initrd $FLOOR_INITRD "* ]] || { echo "bench: skiff's QEMU command line has no -initrd" >&2; exit 1; }
+echo "floor: $(printf '%q ' "${FLOOR[@]}")"
+echo "  (dropped from skiff's: $(printf '%s; ' "${dropped[@]}" | sed 's/; $//' | sed "s#$WORK#\$BENCH#g"))"
+
+# --- one timed run of each ---------------------------------------------------
+# Each appends its wall time in ns to $WORK/<name>.ns.
+run_skiff() { # i
+	local s e rc=0
+	s=$(now)
+	timeout "$RUN_TIMEOUT" "$SKIFF" --root "$ROOT" run --bundle "$BUNDLE" "bench-$1" </dev/null >"$LOGS/skiff.out" 2>&1 || rc=$?
+	e=$(now)
+	if ((rc != 0)); then
+		echo "bench: skiff run bench-$1 exited $rc:" >&2; tail -n 20 "$LOGS/skiff.out" >&2; exit 1
+	fi
+	[[ ! -e $ROOT/bench-$1 ]] || { echo "bench: skiff run left its state dir $ROOT/bench-$1" >&2; exit 1; }
+	echo $((e - s)) >>"$WORK/skiff.ns"
+}
+run_floor() {
+	local s e rc=0
+	: >"$FLOOR_CON"
+	s=$(now)
+	timeout "$RUN_TIMEOUT" "${FLOOR[@]}" </dev/null >"$LOGS/floor.out" 2>&1 || rc=$?
+	e=$(now)
+	if ((rc != 0)); then
+		echo "bench: floor QEMU exited $rc:" >&2; tail -n 20 "$LOGS/floor.out" "$FLOOR_CON" >&2; exit 1
+	fi
+	grep -q 'reboot: Power down' "$FLOOR_CON" ||
+		echo "bench: note: floor guest did not log 'reboot: Power down' (console: $(tail -c 200 "$FLOOR_CON" | tr -d '\r' | tail -n 2))" >&2
+	echo $((e - s)) >>"$WORK/floor.ns"
+}
+RUNC_OK=0
+RUNC_WHY="$RUNC not found"
+run_runc() { # i
+	local s e rc=0
+	((RUNC_OK)) || return 0
+	s=$(now)
+	timeout "$RUN_TIMEOUT" "$RUNC" --root "$RUNC_ROOT" run --bundle "$BUNDLE" "bench-runc-$1" </dev/null >"$LOGS/runc.out" 2>&1 || rc=$?
+	e=$(now)
+	if ((rc != 0)); then
+		RUNC_OK=0
+		RUNC_WHY="runc run exited $rc: $(tail -n 3 "$LOGS/runc.out" | tr '\n' ' ')"
+		"$RUNC" --root "$RUNC_ROOT" delete --force "bench-runc-$1" >/dev/null 2>&1 || true
+		return 0
+	fi
+	echo $((e - s)) >>"$WORK/runc.ns"
+}
+
+# Warm-up (not counted): page cache, the accelerator verdict, runc's check.
+echo "warm-up..."
+run_skiff warm && run_floor
+if [[ -x $RUNC ]]; then
+	RUNC_OK=1
+	run_runc warm
+	((RUNC_OK)) || echo "bench: runc: $RUNC_WHY" >&2
+fi
+rm -f "$WORK"/*.ns
+
+echo "timing $N interleaved runs of each..."
+for i in $(seq "$N"); do
+	run_skiff "$i"
+	run_floor
+	run_runc "$i"
+	printf '  run %d/%d done\n' "$i" "$N"
+done
+
+# --- report ------------------------------------------------------------------
+# stats FILE -> "median min max" in seconds
+stats() {
+	sort -n "$1" | awk '{v[NR] = $1 / 1e9}
+		END {m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+		     printf "%.3f %.3f %.3f\n", m, v[1], v[NR]}'
+}
+read -r f_med f_min f_max < <(stats "$WORK/floor.ns")
+read -r s_med s_min s_max < <(stats "$WORK/skiff.ns")
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+
+echo
+echo "## \`run /bin/true\`, median of $N interleaved runs ($(nproc) CPUs, accel from skiff's command line: $(printf '%s\n' "${FLOOR[@]}" | grep -m1 -o 'accel=[a-z]*' || echo '?'))"
+echo
+echo "| what | median (s) | min | max | ratio to floor |"
+echo "|---|---:|---:|---:|---:|"
+printf '| skiff run | %s | %s | %s | %s |\n' "$s_med" "$s_min" "$s_max" "$(ratio "$s_med" "$f_med")"
+printf '| floor (raw QEMU, same kernel/machine, poweroff /init) | %s | %s | %s | 1.00 |\n' "$f_med" "$f_min" "$f_max"
+if ((RUNC_OK)) && [[ -s $WORK/runc.ns ]]; then
+	read -r r_med r_min r_max < <(stats "$WORK/runc.ns")
+	printf '| runc run | %s | %s | %s | %s |\n' "$r_med" "$r_min" "$r_max" "$(ratio "$r_med" "$f_med")"
+else
+	echo "| runc run | n/a | n/a | n/a | n/a |"
+	echo
+	echo "runc: $RUNC_WHY"
+fi
+echo
+echo "skiff/floor = $(ratio "$s_med" "$f_med") (target <= 1.30)"
+echo "skiff overhead over floor = $(awk -v s="$s_med" -v f="$f_med" 'BEGIN {printf "%.0f", (s - f) * 1000}') ms (median minus median)"
+echo "skiff qemu, idle container (sleep 30), 2 s after start: $RSS"
