@@ -49,6 +49,8 @@ container's process: it relays stdio and exits with its exit status.`,
 			commands.Delete,
 			commands.List,
 			commands.Shim,
+			commands.Check,
+			commands.Env,
 		},
 		Before: setupLogging,
 		// Errors are printed once, below.
