@@ -68,11 +68,13 @@ demo:
 
 # End-to-end tests under tests/ run bin/skiff (SKIFF_BIN) against real VMs;
 # the binary finds the guest image through its own defaults.
+# The soak test's run/delete cycles (tests/soak_test.go).
+SOAK_CYCLES ?= 200
 test:
 	scripts/install-deps.sh
 	$(MAKE) all
 	$(GO) vet ./...
-	SKIFF_BIN=$(CURDIR)/bin/skiff $(GO) test -count=1 -timeout 40m ./...
+	SKIFF_BIN=$(CURDIR)/bin/skiff SKIFF_SOAK_CYCLES=$(SOAK_CYCLES) $(GO) test -count=1 -timeout 40m ./...
 
 # Each fuzz target for FUZZTIME; their seeds also run in every `go test`.
 FUZZTIME ?= 30s
