@@ -18,7 +18,7 @@ AGENT_BIN ?= build/skiff-agent
 DEMO_BUNDLE := build/demo-bundle
 FLOOR_INITRD := build/floor-initramfs.img
 
-.PHONY: all guest floor deps demo demo-bundle test install uninstall bench fuzz clean distclean FORCE
+.PHONY: all guest floor deps demo demo-bundle test install uninstall bench fuzz cross clean distclean FORCE
 .DEFAULT_GOAL := all
 
 all: bin/skiff guest
@@ -68,11 +68,20 @@ demo:
 
 # End-to-end tests under tests/ run bin/skiff (SKIFF_BIN) against real VMs;
 # the binary finds the guest image through its own defaults.
+# skiff and its agent for every architecture skiff supports; CI builds all.
+CROSS_ARCHES := amd64 arm64 ppc64le s390x
+cross:
+	for a in $(CROSS_ARCHES); do \
+		GOARCH=$$a $(GO) build -o bin/$$a/skiff . && \
+		GOARCH=$$a CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/$$a/skiff-agent ./agent/cmd/skiff-agent || exit 1; \
+	done
+
 # The soak test's run/delete cycles (tests/soak_test.go).
 SOAK_CYCLES ?= 200
 test:
 	scripts/install-deps.sh
 	$(MAKE) all
+	$(MAKE) cross
 	$(GO) vet ./...
 	SKIFF_BIN=$(CURDIR)/bin/skiff SKIFF_SOAK_CYCLES=$(SOAK_CYCLES) $(GO) test -count=1 -timeout 40m ./...
 
