@@ -115,3 +115,9 @@ distclean: clean
 	rm -rf build
 
 FORCE:
+
+# The man page, generated from the command line's definitions (skiff man).
+.PHONY: man
+man: bin/skiff
+	mkdir -p docs
+	bin/skiff man > docs/skiff.8

@@ -1,0 +1,292 @@
+package tests
+
+import (
+	"bytes"
+	"context"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// What `skiff install` writes, per target, below --prefix.
+var installFiles = map[string]string{
+	"podman":     "/etc/containers/containers.conf.d/50-skiff.conf",
+	"crio":       "/etc/crio/crio.conf.d/50-skiff.conf",
+	"containerd": "/etc/containerd/config.toml",
+	"kubernetes": "/etc/skiff/runtimeclass.yaml",
+}
+
+// containerdPackaged is a config.toml as an administrator has it: comments,
+// an existing runc runtime, no final newline.
+const containerdPackaged = `# /etc/containerd/config.toml, edited by hand
+version = 2
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "registry.k8s.io/pause:3.6"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"   # the default
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+      SystemdCgroup = true`
+
+func skipUnlessSkiff(t *testing.T) {
+	if !isSkiff {
+		t.Skip("install is skiff's own verb")
+	}
+}
+
+// tree maps every file below dir to its mode and content.
+func tree(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		m[strings.TrimPrefix(p, dir)] = fi.Mode().String() + "\n" + string(data)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func sameTree(t *testing.T, what string, got, want map[string]string) {
+	t.Helper()
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: %s is\n%q\nwant\n%q", what, k, got[k], v)
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("%s: %s is left over", what, k)
+		}
+	}
+}
+
+func putFile(t *testing.T, p, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Each target, into a root that already holds the administrator's files:
+// install, install again (nothing changes), uninstall (byte for byte what
+// was there before, modes included, no backups left).
+func TestInstallRoundTrip(t *testing.T) {
+	skipUnlessSkiff(t)
+	e := newEnv(t)
+	prefix := filepath.Join(e.dir, "host")
+	putFile(t, prefix+installFiles["containerd"], containerdPackaged)
+	putFile(t, prefix+installFiles["crio"], "[crio.runtime]\ndefault_runtime = \"runc\"\n")
+	putFile(t, prefix+"/etc/containers/containers.conf", "[engine]\ncgroup_manager = \"cgroupfs\"\n")
+	before := tree(t, prefix)
+
+	for _, target := range []string{"podman", "crio", "containerd", "kubernetes"} {
+		path := prefix + installFiles[target]
+		r := e.mustOK(e.rt("install", "--for", target, "--prefix", prefix))
+		if !strings.Contains(r.stdout, path) || !(strings.Contains(r.stdout, "created") || strings.Contains(r.stdout, "updated")) {
+			t.Errorf("install --for %s did not report writing %s: %v", target, path, r)
+		}
+		installed := tree(t, prefix)
+		r = e.mustOK(e.rt("install", "--for", target, "--prefix", prefix))
+		if !strings.Contains(r.stdout, "unchanged "+path) || strings.Contains(r.stdout, "created") || strings.Contains(r.stdout, "updated") {
+			t.Errorf("second install --for %s changed something: %v", target, r)
+		}
+		sameTree(t, "after the second install --for "+target, tree(t, prefix), installed)
+	}
+
+	data, _ := os.ReadFile(prefix + installFiles["containerd"])
+	if !strings.HasPrefix(string(data), containerdPackaged+"\n") || !strings.Contains(string(data), `BinaryName = "/usr/local/bin/skiff"`) {
+		t.Errorf("containerd's config.toml is not the original plus skiff's runtime:\n%s", data)
+	}
+	if bak, _ := os.ReadFile(prefix + installFiles["containerd"] + ".skiff-backup"); string(bak) != containerdPackaged {
+		t.Errorf("containerd's backup is\n%s", bak)
+	}
+	// --root given to skiff is the root the client passes back to it.
+	data, _ = os.ReadFile(prefix + installFiles["crio"])
+	for _, want := range []string{`[crio.runtime.runtimes.skiff]`, `runtime_type = "oci"`, `runtime_root = "` + e.root + `"`, `runtime_path = "/usr/local/bin/skiff"`} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("CRI-O drop-in lacks %s:\n%s", want, data)
+		}
+	}
+	if c := tree(t, prefix)["/etc/containers/containers.conf"]; c != before["/etc/containers/containers.conf"] {
+		t.Errorf("install --for podman touched containers.conf itself: %q", c)
+	}
+
+	for _, target := range []string{"kubernetes", "containerd", "crio", "podman"} {
+		e.mustOK(e.rt("uninstall", "--for", target, "--prefix", prefix))
+	}
+	sameTree(t, "after uninstall", tree(t, prefix), before)
+	r := e.mustOK(e.rt("uninstall", "--for", "crio", "--prefix", prefix))
+	if strings.Contains(r.stdout, "removed") || strings.Contains(r.stdout, "restored") {
+		t.Errorf("a second uninstall changed something: %v", r)
+	}
+	sameTree(t, "after a second uninstall", tree(t, prefix), before)
+}
+
+// --dry-run prints every path and its full content, and writes nothing; the
+// RuntimeClass is sized from --config.
+func TestInstallDryRun(t *testing.T) {
+	skipUnlessSkiff(t)
+	e := newEnv(t)
+	prefix := filepath.Join(e.dir, "host")
+	putFile(t, prefix+installFiles["containerd"], containerdPackaged)
+	before := tree(t, prefix)
+	for _, target := range []string{"podman", "crio", "containerd"} {
+		r := e.mustOK(e.rt("install", "--for", target, "--prefix", prefix, "--dry-run"))
+		if !strings.HasPrefix(r.stdout, "# "+prefix+installFiles[target]+" (would ") || !strings.Contains(r.stdout, "skiff") {
+			t.Errorf("dry run for %s: %v", target, r)
+		}
+	}
+	r := e.mustOK(e.rt("install", "--for", "containerd", "--prefix", prefix, "--dry-run"))
+	if !strings.Contains(r.stdout, containerdPackaged) {
+		t.Errorf("dry run does not show the whole config.toml: %v", r)
+	}
+
+	cfg := filepath.Join(e.dir, "config.toml")
+	putFile(t, cfg, "[hypervisor]\ndefault_memory = 1024\ndefault_vcpus = 2\n")
+	r = e.mustOK(e.rt("--config", cfg, "install", "--for", "kubernetes", "--prefix", prefix, "--dry-run"))
+	for _, want := range []string{"kind: RuntimeClass\n", "handler: skiff\n", "memory: 1280Mi\n", "cpu: 500m\n"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("runtime class dry run lacks %q: %v", want, r)
+		}
+	}
+	sameTree(t, "after dry runs", tree(t, prefix), before)
+}
+
+// Mistakes are refused with a message, and nothing is written.
+func TestInstallRefusals(t *testing.T) {
+	skipUnlessSkiff(t)
+	e := newEnv(t)
+	prefix := filepath.Join(e.dir, "host")
+	putFile(t, prefix+installFiles["containerd"], "# version 1: no version line\n[plugins.cri]\n")
+	before := tree(t, prefix)
+	for _, args := range [][]string{
+		{"install", "--for", "docker", "--prefix", prefix},
+		{"install", "--prefix", prefix},
+		{"install", "--for", "crio", "--prefix", prefix, "--binary", "skiff"},
+		{"install", "--for", "containerd", "--prefix", prefix},
+	} {
+		msg := e.mustFail(e.rt(args...))
+		t.Logf("%v: %s", args, strings.TrimSpace(msg))
+	}
+	sameTree(t, "after refusals", tree(t, prefix), before)
+}
+
+// podman itself reads the drop-in: `podman --runtime skiff info` finds the
+// runtime named skiff at the path install wrote.
+func TestInstallPodmanReadsIt(t *testing.T) {
+	skipUnlessSkiff(t)
+	podman, err := exec.LookPath("podman")
+	if err != nil {
+		t.Skip("podman is not installed")
+	}
+	e := newEnv(t)
+	prefix := filepath.Join(e.dir, "host")
+	e.mustOK(e.rt("install", "--for", "podman", "--prefix", prefix, "--binary", runtimeBin))
+	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, podman, "--runtime", "skiff", "info", "--format", "{{.Host.OCIRuntime.Name}} {{.Host.OCIRuntime.Path}}")
+	// CONTAINERS_CONF names the one file podman reads instead of /etc's.
+	cmd.Env = append(os.Environ(), "CONTAINERS_CONF="+prefix+installFiles["podman"])
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("podman info: %v\n%s", err, out)
+	}
+	if got, want := strings.TrimSpace(string(out)), "skiff "+runtimeBin; got != want {
+		t.Errorf("podman's runtime: %q, want %q", got, want)
+	}
+	e.mustOK(e.rt("uninstall", "--for", "podman", "--prefix", prefix))
+}
+
+// containerd reads the edited config.toml, where it is installed.
+func TestInstallContainerdReadsIt(t *testing.T) {
+	skipUnlessSkiff(t)
+	containerd, err := exec.LookPath("containerd")
+	if err != nil {
+		t.Skip("containerd is not installed")
+	}
+	e := newEnv(t)
+	configs := map[string]string{"hand-edited": containerdPackaged}
+	// The file the distribution's package installed, if there is one.
+	if data, err := os.ReadFile("/etc/containerd/config.toml"); err == nil {
+		configs["packaged"] = string(data)
+	}
+	for name, content := range configs {
+		prefix := filepath.Join(e.dir, name)
+		path := prefix + installFiles["containerd"]
+		putFile(t, path, content)
+		e.mustOK(e.rt("install", "--for", "containerd", "--prefix", prefix))
+		ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+		out, err := exec.CommandContext(ctx, containerd, "--config", path, "config", "dump").CombinedOutput()
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: containerd config dump: %v\n%s", name, err, out)
+		}
+		for _, want := range []string{`[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.skiff]`, `runtime_type = "io.containerd.runc.v2"`, `BinaryName = "/usr/local/bin/skiff"`} {
+			if !bytes.Contains(out, []byte(want)) {
+				t.Errorf("%s: containerd config dump lacks %s:\n%s", name, want, out)
+			}
+		}
+		e.mustOK(e.rt("uninstall", "--for", "containerd", "--prefix", prefix))
+		if data, _ := os.ReadFile(path); string(data) != content {
+			t.Errorf("%s: after uninstall config.toml is\n%s", name, data)
+		}
+	}
+}
+
+// The completion script is valid bash and completes skiff's verbs and
+// --for's values; the man page is generated from the same definitions.
+func TestInstallCompletionAndMan(t *testing.T) {
+	skipUnlessSkiff(t)
+	e := newEnv(t)
+	r := e.mustOK(e.rt("completion", "bash"))
+	script := filepath.Join(e.dir, "skiff.bash")
+	putFile(t, script, r.stdout)
+	complete := func(words ...string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		prog := `source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _skiff; echo "${COMPREPLY[*]}"`
+		out, err := exec.CommandContext(ctx, "bash", append([]string{"-c", prog, "bash", script}, words...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("bash completion of %q: %v\n%s", words, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if got := complete("skiff", "uni"); got != "uninstall" {
+		t.Errorf("completing `skiff uni`: %q", got)
+	}
+	if got := complete("skiff", "--root", "/x", "install", "--for", "c"); got != "crio containerd" {
+		t.Errorf("completing `install --for c`: %q", got)
+	}
+	if got := complete("skiff", "install", "--dr"); got != "--dry-run" {
+		t.Errorf("completing `install --dr`: %q", got)
+	}
+	if r := e.mustOK(e.rt("completion", "zsh")); !strings.HasPrefix(r.stdout, "#compdef skiff\n") {
+		t.Errorf("zsh completion: %v", r)
+	}
+	e.mustFail(e.rt("completion", "fish"))
+
+	r = e.mustOK(e.rt("man"))
+	for _, want := range []string{".TH skiff 8", "install", "uninstall", "--dry-run", "runc"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("man page lacks %q", want)
+		}
+	}
+}
