@@ -49,12 +49,18 @@ container's process: it relays stdio and exits with its exit status.`,
 			commands.Delete,
 			commands.List,
 			commands.Shim,
+			commands.Exec,
+			commands.ExecAttach,
+			commands.Ps,
+			commands.Pause,
+			commands.Resume,
 			commands.Check,
 			commands.Env,
 			commands.Install,
 			commands.Uninstall,
 			commands.Completion,
 			commands.Man,
+			commands.Factory,
 		},
 		Before: setupLogging,
 		// Errors are printed once, below.
@@ -62,7 +68,7 @@ container's process: it relays stdio and exits with its exit status.`,
 	}
 	err := app.Run(os.Args)
 	var ee commands.ExitError
-	if errors.As(err, &ee) {
+	if errors.As(err, &ee) && ee.Err == nil {
 		os.Exit(ee.Status)
 	}
 	if err != nil {
@@ -71,6 +77,9 @@ container's process: it relays stdio and exits with its exit status.`,
 			slog.Error(err.Error())
 		}
 		fmt.Fprintf(os.Stderr, "skiff: %s\n", err)
+		if errors.As(err, &ee) {
+			os.Exit(ee.Status)
+		}
 		os.Exit(1)
 	}
 }

@@ -148,6 +148,9 @@ func boot(log *logger) string {
 	if err := loopbackUp(); err != nil {
 		log.errorf("loopback: %v", err)
 	}
+	if err := parkNICs(); err != nil {
+		log.errorf("park NICs: %v", err)
+	}
 	return cmdline
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"time"
@@ -114,24 +115,47 @@ func (a *Agent) waitHost(port *os.File) {
 	if err != nil {
 		return
 	}
-	delay := 500 * time.Microsecond
-	for waited := false; ; waited = true {
-		connected := true
+	connected := func() bool {
+		ok := true
 		rc.Control(func(fd uintptr) {
 			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
 			if _, err := unix.Poll(pfd, 0); err == nil && pfd[0].Revents&unix.POLLHUP != 0 {
-				connected = false
+				ok = false
 			}
 		})
-		if connected {
-			if waited {
-				a.log.debugf("host connected")
-			}
-			return
+		return ok
+	}
+	if connected() {
+		return
+	}
+	// virtio_console raises SIGIO on an O_ASYNC port when the host side
+	// connects: a guest restored from a template then answers at once,
+	// instead of after its next poll. Polling stays as a fallback.
+	sigio := make(chan os.Signal, 1)
+	signal.Notify(sigio, unix.SIGIO)
+	defer signal.Stop(sigio)
+	rc.Control(func(fd uintptr) {
+		unix.FcntlInt(fd, unix.F_SETOWN, os.Getpid())
+		if fl, err := unix.FcntlInt(fd, unix.F_GETFL, 0); err == nil {
+			unix.FcntlInt(fd, unix.F_SETFL, fl|unix.O_ASYNC)
 		}
-		time.Sleep(delay)
+	})
+	a.log.say(protocol.WaitingMessage)
+	delay := 500 * time.Microsecond
+	for !connected() {
+		select {
+		case <-sigio:
+		case <-time.After(delay):
+		}
 		if delay < 50*time.Millisecond {
 			delay *= 2
 		}
 	}
+	// The session reads the port normally from here on.
+	rc.Control(func(fd uintptr) {
+		if fl, err := unix.FcntlInt(fd, unix.F_GETFL, 0); err == nil {
+			unix.FcntlInt(fd, unix.F_SETFL, fl&^unix.O_ASYNC)
+		}
+	})
+	a.log.debugf("host connected")
 }

@@ -14,24 +14,76 @@ import (
 	"sync"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/skiff-oci/skiff/agent/container"
 	"github.com/skiff-oci/skiff/agentclient/protocol"
 )
 
-// ctr is one container and the agent's ends of its stdio pipes.
+// ctr is one container and the processes the agent runs in it.
 type ctr struct {
 	id    string
 	c     *container.Container
-	stdio [3]*stdioPipe // stdin, stdout, stderr
+	init  *proc
+	execs map[string]*proc // by exec ID, guarded by Agent.mu; nil value: being started
+}
+
+// proc is one process of a container as the protocol sees it: the init
+// process or an exec'd one.
+type proc struct {
+	pid     int
+	stdio   [3]*stdioPipe // stdin, stdout, stderr
+	console *os.File      // terminal master, nil without a terminal
+	done    <-chan struct{}
+	status  func() int
+	signal  func(unix.Signal) error
 }
 
 type stdioPipe struct {
 	f        *os.File // the agent's end
+	shared   bool     // f is the terminal master, also the output's: stdin's EOF must not close it
 	mu       sync.Mutex
 	attached bool
 	done     chan struct{} // closed when the copy has finished
+}
+
+// newStdio makes the three stdio pipes of a process: the child's ends, to
+// pass to it and close once it holds them, and the agent's.
+func newStdio() (child [3]*os.File, agent [3]*stdioPipe, err error) {
+	for i := range child {
+		r, w, perr := os.Pipe()
+		if perr != nil {
+			err = perr
+			break
+		}
+		if i == 0 {
+			child[i], agent[i] = r, &stdioPipe{f: w, done: make(chan struct{})}
+		} else {
+			child[i], agent[i] = w, &stdioPipe{f: r, done: make(chan struct{})}
+		}
+	}
+	if err != nil {
+		for i := range child {
+			if child[i] != nil {
+				child[i].Close()
+				agent[i].f.Close()
+			}
+		}
+	}
+	return child, agent, err
+}
+
+// useTerminal makes a process's stdin and stdout streams its terminal
+// master: the pipes it was given were replaced by the terminal's slave in
+// the child, and its stderr pipe reads EOF at once.
+func (p *proc) useTerminal(master *os.File) {
+	p.console = master
+	for i := 0; i < 2; i++ {
+		p.stdio[i].f.Close()
+		p.stdio[i].f = master
+	}
+	p.stdio[0].shared = true
 }
 
 var stdioIndex = map[string]int{protocol.Stdin: 0, protocol.Stdout: 1, protocol.Stderr: 2}
@@ -50,6 +102,11 @@ var handlers = map[string]handler{
 	protocol.MethodWaitProcess:     (*Agent).waitProcess,
 	protocol.MethodOpenStdio:       (*Agent).openStdio,
 	protocol.MethodShutdown:        (*Agent).shutdown,
+	protocol.MethodExecProcess:     (*Agent).execProcess,
+	protocol.MethodResizeTerminal:  (*Agent).resizeTerminal,
+	protocol.MethodListProcesses:   (*Agent).listProcesses,
+	protocol.MethodPauseContainer:  (*Agent).pauseContainer,
+	protocol.MethodResumeContainer: (*Agent).resumeContainer,
 }
 
 // handle serves one stream: one Request, one Response, then whatever the
@@ -192,36 +249,31 @@ func (a *Agent) create(req *protocol.CreateContainerRequest) (_ *ctr, err error)
 		}
 	}()
 
-	var child [3]*os.File
-	c := &ctr{id: req.ID}
-	defer func() {
-		for _, f := range child {
-			if f != nil {
-				f.Close()
-			}
-		}
-		if err != nil {
-			for _, p := range c.stdio {
-				if p != nil {
-					p.f.Close()
-				}
-			}
-		}
-	}()
-	for i := range child {
-		r, w, err := os.Pipe()
-		if err != nil {
-			return nil, err
-		}
-		if i == 0 {
-			child[i], c.stdio[i] = r, &stdioPipe{f: w, done: make(chan struct{})}
-		} else {
-			child[i], c.stdio[i] = w, &stdioPipe{f: r, done: make(chan struct{})}
-		}
-	}
-	c.c, err = container.New(req.ID, req.Spec, child[0], child[1], child[2], a.reaper)
+	child, stdio, err := newStdio()
 	if err != nil {
 		return nil, err
+	}
+	c := &ctr{id: req.ID, execs: map[string]*proc{}}
+	c.c, err = container.New(req.ID, req.Spec, child[0], child[1], child[2], a.reaper)
+	for _, f := range child {
+		f.Close()
+	}
+	if err != nil {
+		for _, p := range stdio {
+			p.f.Close()
+		}
+		return nil, err
+	}
+	cc := c.c
+	c.init = &proc{
+		pid:    cc.Pid(),
+		stdio:  stdio,
+		done:   cc.Done(),
+		status: cc.ExitStatus,
+		signal: func(sig unix.Signal) error { return cc.Signal(sig, false) },
+	}
+	if m := cc.Console(); m != nil {
+		c.init.useTerminal(m)
 	}
 	for _, w := range c.c.Warnings() {
 		a.log.debugf("container %s: %s", req.ID, w)
@@ -328,16 +380,141 @@ func (a *Agent) startContainer(body json.RawMessage) (any, func(net.Conn), error
 	return protocol.Empty{}, nil, nil
 }
 
-// process finds the container's process; exec'd processes do not exist yet.
-func (a *Agent) process(id, execID string) (*ctr, error) {
+// process finds a process of a container: its init when execID is empty.
+func (a *Agent) process(id, execID string) (*ctr, *proc, error) {
 	c, err := a.lookup(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if execID == "" {
+		return c, c.init, nil
+	}
+	a.mu.Lock()
+	p := c.execs[execID]
+	a.mu.Unlock()
+	if p == nil {
+		return nil, nil, fmt.Errorf("container %s: process %s not found", id, execID)
+	}
+	return c, p, nil
+}
+
+func (a *Agent) execProcess(body json.RawMessage) (any, func(net.Conn), error) {
+	var req protocol.ExecProcessRequest
+	if err := decode(body, &req); err != nil {
+		return nil, nil, err
+	}
+	if !validID.MatchString(req.ExecID) {
+		return nil, nil, fmt.Errorf("invalid exec ID %q", req.ExecID)
+	}
+	c, err := a.lookup(req.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	a.mu.Lock()
+	if _, dup := c.execs[req.ExecID]; dup {
+		a.mu.Unlock()
+		return nil, nil, fmt.Errorf("container %s: process %s already exists", req.ID, req.ExecID)
+	}
+	c.execs[req.ExecID] = nil // reserve the ID while starting
+	a.mu.Unlock()
+
+	p, err := a.exec(c, req.Process)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err != nil {
+		delete(c.execs, req.ExecID)
+		return nil, nil, fmt.Errorf("exec in container %s: %w", req.ID, err)
+	}
+	c.execs[req.ExecID] = p
+	a.log.debugf("container %s: exec %s started", req.ID, req.ExecID)
+	return protocol.ExecProcessResponse{PID: p.pid}, nil, nil
+}
+
+func (a *Agent) exec(c *ctr, spec *specs.Process) (*proc, error) {
+	child, stdio, err := newStdio()
 	if err != nil {
 		return nil, err
 	}
-	if execID != "" {
-		return nil, fmt.Errorf("container %s: process %s not found", id, execID)
+	x, err := c.c.Exec(spec, child[0], child[1], child[2], a.reaper)
+	for _, f := range child {
+		f.Close()
 	}
-	return c, nil
+	if err != nil {
+		for _, p := range stdio {
+			p.f.Close()
+		}
+		return nil, err
+	}
+	p := &proc{pid: x.Pid(), stdio: stdio, done: x.Done(), status: x.ExitStatus, signal: x.Signal}
+	if m := x.Console(); m != nil {
+		p.useTerminal(m)
+	}
+	return p, nil
+}
+
+func (a *Agent) listProcesses(body json.RawMessage) (any, func(net.Conn), error) {
+	var req protocol.ListProcessesRequest
+	if err := decode(body, &req); err != nil {
+		return nil, nil, err
+	}
+	c, err := a.lookup(req.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	ps, err := c.c.Processes()
+	if err != nil {
+		return nil, nil, fmt.Errorf("container %s: %w", req.ID, err)
+	}
+	out := protocol.ListProcessesResponse{Processes: []protocol.ProcessInfo{}}
+	for _, p := range ps {
+		out.Processes = append(out.Processes, protocol.ProcessInfo{PID: p.PID, PPID: p.PPID, UID: p.UID, Args: p.Args})
+	}
+	return out, nil, nil
+}
+
+func (a *Agent) pauseContainer(body json.RawMessage) (any, func(net.Conn), error) {
+	var req protocol.PauseContainerRequest
+	if err := decode(body, &req); err != nil {
+		return nil, nil, err
+	}
+	return a.freeze(req.ID, true)
+}
+
+func (a *Agent) resumeContainer(body json.RawMessage) (any, func(net.Conn), error) {
+	var req protocol.ResumeContainerRequest
+	if err := decode(body, &req); err != nil {
+		return nil, nil, err
+	}
+	return a.freeze(req.ID, false)
+}
+
+func (a *Agent) freeze(id string, frozen bool) (any, func(net.Conn), error) {
+	c, err := a.lookup(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := c.c.Freeze(frozen); err != nil {
+		return nil, nil, fmt.Errorf("container %s: %w", id, err)
+	}
+	return protocol.Empty{}, nil, nil
+}
+
+func (a *Agent) resizeTerminal(body json.RawMessage) (any, func(net.Conn), error) {
+	var req protocol.ResizeTerminalRequest
+	if err := decode(body, &req); err != nil {
+		return nil, nil, err
+	}
+	_, p, err := a.process(req.ID, req.ExecID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if p.console == nil {
+		return nil, nil, fmt.Errorf("container %s: the process has no terminal", req.ID)
+	}
+	if err := container.Resize(p.console, req.Rows, req.Cols); err != nil {
+		return nil, nil, fmt.Errorf("container %s: resize terminal: %w", req.ID, err)
+	}
+	return protocol.Empty{}, nil, nil
 }
 
 func (a *Agent) signalProcess(body json.RawMessage) (any, func(net.Conn), error) {
@@ -345,14 +522,19 @@ func (a *Agent) signalProcess(body json.RawMessage) (any, func(net.Conn), error)
 	if err := decode(body, &req); err != nil {
 		return nil, nil, err
 	}
-	c, err := a.process(req.ID, req.ExecID)
+	c, p, err := a.process(req.ID, req.ExecID)
 	if err != nil {
 		return nil, nil, err
 	}
 	if req.Signal <= 0 || req.Signal > 64 {
 		return nil, nil, fmt.Errorf("invalid signal %d", req.Signal)
 	}
-	if err := c.c.Signal(unix.Signal(req.Signal), req.All); err != nil {
+	if req.All {
+		err = c.c.Signal(unix.Signal(req.Signal), true)
+	} else {
+		err = p.signal(unix.Signal(req.Signal))
+	}
+	if err != nil {
 		return nil, nil, fmt.Errorf("container %s: %w", req.ID, err)
 	}
 	return protocol.Empty{}, nil, nil
@@ -363,20 +545,35 @@ func (a *Agent) waitProcess(body json.RawMessage) (any, func(net.Conn), error) {
 	if err := decode(body, &req); err != nil {
 		return nil, nil, err
 	}
-	c, err := a.process(req.ID, req.ExecID)
+	c, pr, err := a.process(req.ID, req.ExecID)
 	if err != nil {
 		return nil, nil, err
 	}
-	status := c.c.ExitStatus()
+	status := pr.status()
 	// Output written just before the exit is still in the pipes: the
 	// status must not overtake it. Streams never attached have no reader
 	// to wait for.
-	for _, p := range c.stdio[1:] {
+	for _, p := range pr.stdio[1:] {
 		p.mu.Lock()
 		attached := p.attached
 		p.mu.Unlock()
 		if attached {
 			<-p.done
+		}
+	}
+	if req.ExecID != "" {
+		// An exec'd process is waited for once; then it is forgotten.
+		a.mu.Lock()
+		if c.execs[req.ExecID] == pr {
+			delete(c.execs, req.ExecID)
+		}
+		a.mu.Unlock()
+		for _, p := range pr.stdio {
+			p.mu.Lock()
+			if !p.attached && !p.shared {
+				p.f.Close()
+			}
+			p.mu.Unlock()
 		}
 	}
 	return protocol.WaitProcessResponse{ExitStatus: status}, nil, nil
@@ -387,7 +584,7 @@ func (a *Agent) openStdio(body json.RawMessage) (any, func(net.Conn), error) {
 	if err := decode(body, &req); err != nil {
 		return nil, nil, err
 	}
-	c, err := a.process(req.ID, req.ExecID)
+	_, pr, err := a.process(req.ID, req.ExecID)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -395,7 +592,7 @@ func (a *Agent) openStdio(body json.RawMessage) (any, func(net.Conn), error) {
 	if !ok {
 		return nil, nil, fmt.Errorf("unknown stdio stream %q", req.Stream)
 	}
-	p := c.stdio[i]
+	p := pr.stdio[i]
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.attached {
@@ -408,13 +605,15 @@ func (a *Agent) openStdio(body json.RawMessage) (any, func(net.Conn), error) {
 			// when the program has exited and nothing can read it anymore.
 			go func() {
 				select {
-				case <-c.c.Done():
+				case <-pr.done:
 					st.Close()
 				case <-p.done:
 				}
 			}()
 			io.Copy(p.f, st)
-			p.f.Close()
+			if !p.shared {
+				p.f.Close()
+			}
 			close(p.done)
 		}, nil
 	}

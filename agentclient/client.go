@@ -178,7 +178,47 @@ func (c *Client) OpenStdio(ctx context.Context, id, execID, stream string) (net.
 	return c.open(ctx, protocol.MethodOpenStdio, protocol.OpenStdioRequest{ID: id, ExecID: execID, Stream: stream}, nil, true)
 }
 
+// ExecProcess starts another process in the container and returns its
+// guest PID.
+func (c *Client) ExecProcess(ctx context.Context, req *protocol.ExecProcessRequest) (int, error) {
+	var r protocol.ExecProcessResponse
+	if err := c.call(ctx, protocol.MethodExecProcess, req, &r); err != nil {
+		return 0, err
+	}
+	return r.PID, nil
+}
+
+// ResizeTerminal sets the window size of a process's terminal.
+func (c *Client) ResizeTerminal(ctx context.Context, req protocol.ResizeTerminalRequest) error {
+	return c.call(ctx, protocol.MethodResizeTerminal, req, nil)
+}
+
+// ListProcesses lists the processes of a container.
+func (c *Client) ListProcesses(ctx context.Context, id string) ([]protocol.ProcessInfo, error) {
+	var r protocol.ListProcessesResponse
+	if err := c.call(ctx, protocol.MethodListProcesses, protocol.ListProcessesRequest{ID: id}, &r); err != nil {
+		return nil, err
+	}
+	return r.Processes, nil
+}
+
+// PauseContainer freezes every process of a container.
+func (c *Client) PauseContainer(ctx context.Context, id string) error {
+	return c.call(ctx, protocol.MethodPauseContainer, protocol.PauseContainerRequest{ID: id}, nil)
+}
+
+// ResumeContainer thaws a paused container.
+func (c *Client) ResumeContainer(ctx context.Context, id string) error {
+	return c.call(ctx, protocol.MethodResumeContainer, protocol.ResumeContainerRequest{ID: id}, nil)
+}
+
 // Shutdown asks the guest to power off.
 func (c *Client) Shutdown(ctx context.Context) error {
 	return c.call(ctx, protocol.MethodShutdown, protocol.ShutdownRequest{}, nil)
+}
+
+// Reseed gives a guest restored from a template the host's clock and
+// fresh entropy.
+func (c *Client) Reseed(ctx context.Context, unixNano int64, entropy []byte) error {
+	return c.call(ctx, protocol.MethodReseed, protocol.ReseedRequest{UnixNano: unixNano, Entropy: entropy}, nil)
 }

@@ -71,8 +71,17 @@ func printJSON(v any) error {
 	return enc.Encode(v)
 }
 
-// ExitError carries an exit status without a message: run exits with its
-// container's status.
-type ExitError struct{ Status int }
+// ExitError carries an exit status: run exits with its container's
+// status. With Err set it is a failure to report with that status (exec
+// fails with 255, as runc's does) rather than a silent exit.
+type ExitError struct {
+	Status int
+	Err    error
+}
 
-func (e ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Status) }
+func (e ExitError) Error() string {
+	if e.Err != nil {
+		return e.Err.Error()
+	}
+	return fmt.Sprintf("exit status %d", e.Status)
+}

@@ -46,5 +46,9 @@ func create(c *cli.Context) (*sandbox.Created, error) {
 		PIDFile:  c.String("pid-file"),
 		Config:   cfg,
 		ShimArgs: args,
+		// A terminal without a console socket is the caller's own, which
+		// only a run in the foreground has.
+		ConsoleSocket: c.String("console-socket"),
+		Foreground:    c.Command.Name == "run" && !c.Bool("detach"),
 	})
 }

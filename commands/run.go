@@ -27,6 +27,7 @@ var Run = &cli.Command{
 		}
 		st := store(c)
 		if err := st.Start(c.Context, created.ID); err != nil {
+			created.RestoreTerminal()
 			st.Delete(c.Context, created.ID, true)
 			return err
 		}
@@ -34,6 +35,7 @@ var Run = &cli.Command{
 			return nil
 		}
 		status := waitForward(created.Shim)
+		created.RestoreTerminal()
 		if !c.Bool("keep") {
 			if err := st.Delete(c.Context, created.ID, true); err != nil {
 				return err

@@ -17,6 +17,9 @@ var Shim = &cli.Command{
 	Usage:     "internal: the host process standing for a container (started by create)",
 	ArgsUsage: "<container-id>",
 	Hidden:    true,
+	Flags: []cli.Flag{
+		&cli.StringFlag{Name: "console-socket", Usage: "where to send the console of a terminal container"},
+	},
 	Action: func(c *cli.Context) error {
 		id, err := oneID(c)
 		if err != nil {
@@ -33,6 +36,6 @@ var Shim = &cli.Command{
 		// Not inherited by QEMU: the create waiting on it would never see EOF.
 		syscall.CloseOnExec(3)
 		ready := os.NewFile(3, "ready")
-		return ExitError{Status: sandbox.RunShim(st, id, ready)}
+		return ExitError{Status: sandbox.RunShim(st, id, ready, sandbox.ShimOptions{ConsoleSocket: c.String("console-socket")})}
 	},
 }

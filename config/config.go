@@ -23,6 +23,7 @@ const DefaultPath = "/etc/skiff/config.toml"
 type Config struct {
 	Hypervisor Hypervisor `toml:"hypervisor"`
 	Runtime    Runtime    `toml:"runtime"`
+	Factory    Factory    `toml:"factory"`
 
 	// Source is the file the configuration came from, "" for defaults.
 	Source string `toml:"-"`
@@ -42,12 +43,24 @@ type Hypervisor struct {
 	BootTimeout int `toml:"boot_timeout"`
 }
 
+// Factory configures VM templates.
+type Factory struct {
+	// Template restores sandboxes from a saved, booted guest instead of
+	// booting each one.
+	Template bool `toml:"template"`
+	// Dir holds the templates, shared by every state root.
+	Dir string `toml:"dir"`
+}
+
 // Runtime configures the host side.
 type Runtime struct {
 	SharedFS string `toml:"shared_fs"`
 	LogLevel string `toml:"log_level"`
 	// GuestDebug makes the agent log verbosely to the guest console.
 	GuestDebug bool `toml:"guest_debug"`
+	// NetworkModel connects the VM to the spec's network namespace:
+	// "tcfilter" (taps mirrored with tc) or "none".
+	NetworkModel string `toml:"network_model"`
 }
 
 // Default returns the built-in configuration.
@@ -59,9 +72,11 @@ func Default() *Config {
 			DefaultMemory: 512,
 			BootTimeout:   30,
 		},
+		Factory: Factory{Template: true, Dir: "/run/skiff-factory"},
 		Runtime: Runtime{
-			SharedFS: "auto",
-			LogLevel: "info",
+			SharedFS:     "auto",
+			LogLevel:     "info",
+			NetworkModel: "tcfilter",
 		},
 	}
 }
@@ -124,6 +139,11 @@ func (c *Config) validate() error {
 		return fmt.Errorf("runtime.shared_fs = \"virtio-fs\": not supported by this build yet; use \"auto\" or \"virtio-9p\"")
 	default:
 		return fmt.Errorf("runtime.shared_fs = %q: must be auto or virtio-9p", c.Runtime.SharedFS)
+	}
+	switch c.Runtime.NetworkModel {
+	case "tcfilter", "none":
+	default:
+		return fmt.Errorf("runtime.network_model = %q: must be tcfilter or none", c.Runtime.NetworkModel)
 	}
 	switch c.Runtime.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -45,6 +45,17 @@ type Config struct {
 	VCPUs     int
 	MemoryMiB int
 	Shares    []Share
+	// MemoryFile backs guest RAM with a file, for VM templates:
+	// MemoryShared maps it shared (a template writes its RAM there);
+	// otherwise it is mapped privately (a clone copies pages it writes).
+	MemoryFile   string
+	MemoryShared bool
+	// Incoming starts the VM waiting for a saved state (RestoreTemplate)
+	// instead of booting.
+	Incoming bool
+
+	// NetDevices are virtio-net NICs on taps the caller opened.
+	NetDevices []NetDevice
 
 	// AgentSocket is a unix socket the VMM listens on; the guest sees it as
 	// the virtio-serial port protocol.PortName.

@@ -128,6 +128,14 @@ func validate(cfg *Config) error {
 				f.field, *f.p, len(*f.p), maxSocketPath)
 		}
 	}
+	if err := validateNet(cfg); err != nil {
+		return err
+	}
+	if cfg.MemoryFile != "" {
+		if err := absPath("memory file", &cfg.MemoryFile); err != nil {
+			return err
+		}
+	}
 	seen := map[string]bool{}
 	for i := range cfg.Shares {
 		s := &cfg.Shares[i]
@@ -212,22 +220,24 @@ func (q *qemu) args() []string {
 	cmdline := append([]string{"console=" + q.arch.console}, q.arch.cmdline...)
 	cmdline = append(cmdline, c.KernelParams...)
 
-	a := []string{
+	memBackend, memMachine := q.memoryArgs()
+	a := append(memBackend,
 		"-name", optValue(c.Name),
-		"-machine", c.Machine + ",accel=" + string(c.Accel),
+		"-machine", c.Machine+",accel="+string(c.Accel)+memMachine,
 		"-cpu", cpu,
-		"-m", strconv.Itoa(c.MemoryMiB) + "M",
+		"-m", strconv.Itoa(c.MemoryMiB)+"M",
 		"-smp", strconv.Itoa(c.VCPUs),
 		"-nographic", "-nodefaults", "-no-user-config", "-no-reboot",
 		"-kernel", c.Kernel,
 		"-initrd", c.Initrd,
 		"-append", strings.Join(cmdline, " "),
-		"-chardev", "file,id=con,path=" + optValue(c.ConsoleLog),
+		"-chardev", "file,id=con,path="+optValue(c.ConsoleLog),
 		"-serial", "chardev:con",
-		"-chardev", "socket,id=agent,path=" + optValue(c.AgentSocket) + ",server=on,wait=off",
-		"-device", dev("virtio-serial") + ",id=vser0",
-		"-device", "virtserialport,chardev=agent,name=" + protocol.PortName,
-	}
+		"-chardev", "socket,id=agent,path="+optValue(c.AgentSocket)+",server=on,wait=off",
+		"-device", dev("virtio-serial")+",id=vser0",
+		"-device", "virtserialport,chardev=agent,name="+protocol.PortName,
+	)
+	a = append(a, q.incomingArgs()...)
 	for i, s := range c.Shares {
 		id := "fs" + strconv.Itoa(i)
 		fsdev := "local,id=" + id + ",path=" + optValue(s.HostPath) + ",security_model=none"
@@ -237,6 +247,7 @@ func (q *qemu) args() []string {
 		a = append(a, "-fsdev", fsdev,
 			"-device", dev("virtio-9p")+",fsdev="+id+",mount_tag="+s.Tag)
 	}
+	a = append(a, netArgs(c.NetDevices, q.arch.bus)...)
 	return append(a,
 		"-qmp", "unix:"+optValue(c.QMPSocket)+",server=on,wait=off",
 		"-pidfile", c.PIDFile,
@@ -268,6 +279,7 @@ func (q *qemu) Start(ctx context.Context) error {
 
 	cmd := exec.Command(q.cfg.Binary, q.args()...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, logf, logf
+	cmd.ExtraFiles = netFiles(q.cfg.NetDevices)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start qemu %s: %w", q.cfg.Binary, err)

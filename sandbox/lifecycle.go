@@ -31,12 +31,20 @@ type CreateOptions struct {
 	// ShimArgs re-invoke this binary with the caller's global flags; Create
 	// appends "shim" and the ID.
 	ShimArgs []string
+	// ConsoleSocket receives the master of the process's terminal
+	// (process.terminal=true). Without one, a terminal is only possible in
+	// the Foreground (run without --detach), on the caller's own stdio.
+	ConsoleSocket string
+	Foreground    bool
 }
 
 // Created is a container whose shim runs.
 type Created struct {
 	ID   string
 	Shim *exec.Cmd
+	// RestoreTerminal undoes the raw mode a foreground terminal process
+	// put the caller's terminal in; call it once the process has exited.
+	RestoreTerminal func()
 }
 
 // Create boots the sandbox and creates the container, stopped before its
@@ -53,6 +61,29 @@ func (s *Store) Create(ctx context.Context, id string, o CreateOptions) (_ *Crea
 		return nil, err
 	}
 	if _, err := planShares(s.Dir(id), b); err != nil {
+		return nil, err
+	}
+	if err := checkConsole(b.Spec.Process.Terminal, o.ConsoleSocket, o.Foreground); err != nil {
+		return nil, err
+	}
+	consoleSocket, err := absConsoleSocket(o.ConsoleSocket)
+	if err != nil {
+		return nil, err
+	}
+	restoreTerminal := func() {}
+	if b.Spec.Process.Terminal && consoleSocket == "" && isTerminal(os.Stdin) {
+		// The shim relays the caller's own terminal; the guest's terminal
+		// does the line discipline.
+		if restoreTerminal, err = rawTerminal(os.Stdin); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				restoreTerminal()
+			}
+		}()
+	}
+	if err := checkNetwork(b.Spec, o.Config.Runtime.NetworkModel); err != nil {
 		return nil, err
 	}
 	cfgJSON, err := json.Marshal(o.Config)
@@ -91,7 +122,11 @@ func (s *Store) Create(ctx context.Context, id string, o CreateOptions) (_ *Crea
 		return nil, err
 	}
 	defer readyR.Close()
-	args := append(append([]string{}, o.ShimArgs[1:]...), "shim", id)
+	args := append(append([]string{}, o.ShimArgs[1:]...), "shim")
+	if consoleSocket != "" {
+		args = append(args, "--console-socket", consoleSocket)
+	}
+	args = append(args, id)
 	cmd := exec.Command(o.ShimArgs[0], args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.ExtraFiles = []*os.File{readyW}
@@ -132,7 +167,7 @@ func (s *Store) Create(ctx context.Context, id string, o CreateOptions) (_ *Crea
 			return nil, err
 		}
 	}
-	return &Created{ID: id, Shim: cmd}, nil
+	return &Created{ID: id, Shim: cmd, RestoreTerminal: restoreTerminal}, nil
 }
 
 // readReady reads the shim's one-line report; EOF without one means the
@@ -283,6 +318,9 @@ func destroy(d Dir, st *State) error {
 		errs = append(errs, err)
 	}
 	if err := unmountUnder(string(d)); err != nil {
+		errs = append(errs, err)
+	}
+	if err := removeNetwork(d); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) == 0 {

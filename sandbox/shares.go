@@ -92,7 +92,9 @@ func planShares(d Dir, b *Bundle) (*sharePlan, error) {
 			return nil, fmt.Errorf("mount %s: source %s does not exist", m.Destination, src)
 		}
 		ro := hasOption(m, "ro")
-		tag := fmt.Sprintf("m%d", i)
+		// Tags are numbered in order (m0, m1, ...), whatever the
+		// mount's index: VM templates carry a fixed set of them.
+		tag := fmt.Sprintf("m%d", len(p.Host)-1)
 		switch {
 		case fi.IsDir():
 			spec.Mounts[i].Source = add(tag, src, ro)

@@ -48,14 +48,23 @@ type shim struct {
 	outputs  sync.WaitGroup // stdout and stderr copies
 	shutdown chan struct{}  // closed when a verb asked the shim to stop the VM
 	once     sync.Once
+
+	terminal      bool   // the container's process has a terminal
+	consoleSocket string // where its console goes; "" for the shim's own stdio
+}
+
+// ShimOptions are what create passes to the shim beyond the ID.
+type ShimOptions struct {
+	ConsoleSocket string
 }
 
 // RunShim is the body of `skiff shim ID`. It reports "ok" or "error: ..." on
 // ready once the container exists (stopped before its first instruction),
 // and returns the status the process must exit with.
-func RunShim(store *Store, id string, ready *os.File) int {
+func RunShim(store *Store, id string, ready *os.File, o ShimOptions) int {
 	d := store.Dir(id)
 	s := &shim{root: store.Root, d: d, log: slog.Default().With("id", id), vmExited: make(chan struct{}), shutdown: make(chan struct{})}
+	s.consoleSocket = o.ConsoleSocket
 	// The shim's stdout and stderr are the container's: a reader that goes
 	// away must not kill the shim with SIGPIPE.
 	signal.Ignore(syscall.SIGPIPE)
@@ -93,6 +102,7 @@ func RunShim(store *Store, id string, ready *os.File) int {
 	ready.Close()
 
 	status := s.wait()
+	s.log.Debug("container exited", "status", status)
 	s.teardown()
 	s.log.Debug("shim exits", "status", status)
 	return status
@@ -113,6 +123,7 @@ func (s *shim) boot() error {
 	if err != nil {
 		return err
 	}
+	s.terminal = b.Spec.Process != nil && b.Spec.Process.Terminal
 	plan, err := planShares(s.d, b)
 	if err != nil {
 		return err
@@ -128,29 +139,30 @@ func (s *shim) boot() error {
 
 	h := s.cfg.Hypervisor
 	ctx := context.Background()
-	accel, why, err := hypervisor.ResolveAccel(ctx, hypervisor.Accel(h.Accel), hypervisor.ProbeConfig{
-		Binary: h.Path, Kernel: h.Kernel, Initrd: h.Initrd, Machine: h.MachineType,
-	}, s.root)
+	base, why, err := baseVMConfig(ctx, s.cfg, s.root)
 	if err != nil {
-		return fmt.Errorf("choose accelerator: %w", err)
+		return err
 	}
-	s.log.Debug("accelerator", "accel", accel, "why", why)
+	s.log.Debug("accelerator", "accel", base.Accel, "why", why)
 
-	params := strings.Fields(h.KernelParams)
-	if s.cfg.Runtime.GuestDebug {
-		params = append(params, "skiff.debug=1")
+	nw, err := setupNetwork(s.d, b.Spec, s.cfg.Runtime.NetworkModel)
+	if err != nil {
+		return err
 	}
-	vm, err := hypervisor.NewQEMU(hypervisor.Config{
+	defer nw.closeTaps() // the VMM holds its own copies once started
+
+	vm, restored, err := s.startVM(ctx, hypervisor.Config{
 		Name:         "skiff-" + st.ID,
-		Binary:       h.Path,
-		Kernel:       h.Kernel,
-		Initrd:       h.Initrd,
-		KernelParams: params,
-		Machine:      h.MachineType,
-		Accel:        accel,
-		VCPUs:        h.DefaultVCPUs,
-		MemoryMiB:    h.DefaultMemory,
+		Binary:       base.Binary,
+		Kernel:       base.Kernel,
+		Initrd:       base.Initrd,
+		KernelParams: base.KernelParams,
+		Machine:      base.Machine,
+		Accel:        base.Accel,
+		VCPUs:        base.VCPUs,
+		MemoryMiB:    base.MemoryMiB,
 		Shares:       plan.Host,
+		NetDevices:   nw.vmDevices(),
 		AgentSocket:  s.d.AgentSocket(),
 		QMPSocket:    s.d.QMPSocket(),
 		ConsoleLog:   s.d.ConsoleLog(),
@@ -158,12 +170,10 @@ func (s *shim) boot() error {
 		PIDFile:      s.d.QEMUPIDFile(),
 	})
 	if err != nil {
-		return err
-	}
-	if err := vm.Start(ctx); err != nil {
 		return fmt.Errorf("start VM: %w%s", err, s.guestTail())
 	}
 	s.vm = vm
+	s.log.Debug("VM started", "pid", vm.PID())
 	go func() {
 		vm.Wait()
 		close(s.vmExited)
@@ -183,6 +193,10 @@ func (s *shim) boot() error {
 		s.agent = agent
 		_, err = agent.Ping(bootCtx)
 	}
+	if err == nil && restored {
+		err = reseed(bootCtx, agent)
+		nw.restoredNICs(templateMAC)
+	}
 	if err != nil {
 		select {
 		case <-s.vmExited:
@@ -197,17 +211,24 @@ func (s *shim) boot() error {
 
 	cctx, ccancel := context.WithTimeout(ctx, agentclient.DefaultCallTimeout)
 	defer ccancel()
+	if err := nw.configureGuest(cctx, agent); err != nil {
+		return err
+	}
 	pid, err := agent.CreateContainer(cctx, &protocol.CreateContainerRequest{ID: st.ID, Spec: plan.Spec, Shares: plan.Guest})
 	if err != nil {
 		return fmt.Errorf("create container in the guest: %w", err)
 	}
 	s.st.GuestPID = pid
+	s.log.Debug("container created in the guest", "guestPid", pid)
 	return s.attachStdio(cctx)
 }
 
 // attachStdio connects the shim's own stdio, which are the fds the caller
 // of create passed, to the container process's.
 func (s *shim) attachStdio(ctx context.Context) error {
+	if s.terminal {
+		return s.attachTerminal(ctx)
+	}
 	id := s.st.ID
 	in, err := s.agent.OpenStdio(ctx, id, "", protocol.Stdin)
 	if err != nil {
@@ -290,6 +311,9 @@ func (s *shim) teardown() {
 	if err := unmountUnder(s.d.FilesDir()); err != nil {
 		s.log.Warn("unmount shared files", "error", err)
 	}
+	if err := removeNetwork(s.d); err != nil {
+		s.log.Warn("remove network set-up", "error", err)
+	}
 	os.Remove(s.d.ShimSocket())
 }
 
@@ -308,9 +332,16 @@ func (s *shim) handle(conn net.Conn) {
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(ctlTimeout))
 	var req ctlRequest
-	if err := protocol.ReadFrame(conn, &req); err != nil {
+	fr := &fdReader{conn: conn.(*net.UnixConn)}
+	if err := protocol.ReadFrame(fr, &req); err != nil {
+		closeFiles(fr.fds)
 		return
 	}
+	if req.Op == ctlExec {
+		s.exec(conn, req, fr.fds)
+		return
+	}
+	closeFiles(fr.fds)
 	ctx, cancel := context.WithTimeout(context.Background(), agentclient.DefaultCallTimeout)
 	defer cancel()
 	var err error
@@ -322,6 +353,9 @@ func (s *shim) handle(conn net.Conn) {
 		}
 	case ctlKill:
 		err = s.agent.SignalProcess(ctx, protocol.SignalProcessRequest{ID: s.st.ID, Signal: req.Signal, All: req.All})
+	case ctlPause, ctlResume, ctlPs:
+		protocol.WriteFrame(conn, s.containerOp(ctx, req.Op))
+		return
 	case ctlShutdown:
 		// Answer first: the caller waits for this process to exit next.
 		protocol.WriteFrame(conn, ctlResponse{})

@@ -13,6 +13,7 @@ const (
 	StatusCreated  Status = "created"
 	StatusRunning  Status = "running"
 	StatusStopped  Status = "stopped"
+	StatusPaused   Status = "paused"
 )
 
 // startedMarker is created by the shim once the container's process was
@@ -34,6 +35,9 @@ func (d Dir) status(st *State) Status {
 	if !alive(st.ShimPID, st.ShimStart) {
 		return StatusStopped
 	}
+	if _, err := os.Stat(d.path(pausedMarker)); err == nil {
+		return StatusPaused
+	}
 	if _, err := os.Stat(d.path(startedMarker)); err == nil {
 		return StatusRunning
 	}
@@ -50,7 +54,9 @@ func canStart(id string, s Status) error {
 }
 
 func canKill(id string, s Status) error {
-	if s != StatusCreated && s != StatusRunning {
+	// A paused container takes signals as runc's does: SIGKILL ends it,
+	// others wait for resume.
+	if s != StatusCreated && s != StatusRunning && s != StatusPaused {
 		return fmt.Errorf("cannot kill container %s: it is %s (container not running)", id, s)
 	}
 	return nil
@@ -61,4 +67,35 @@ func canDelete(id string, s Status, force bool) error {
 		return nil
 	}
 	return fmt.Errorf("cannot delete container %s that is %s: stop it first or use delete --force", id, s)
+}
+
+func canExec(id string, s Status) error {
+	if s == StatusPaused {
+		return fmt.Errorf("cannot exec in container %s: it is paused (resume it first)", id)
+	}
+	if s != StatusCreated && s != StatusRunning {
+		return fmt.Errorf("cannot exec in container %s: it is %s (exec needs a created or running container)", id, s)
+	}
+	return nil
+}
+
+func canPause(id string, s Status) error {
+	if s != StatusRunning && s != StatusCreated {
+		return fmt.Errorf("cannot pause container %s: it is %s, not running", id, s)
+	}
+	return nil
+}
+
+func canResume(id string, s Status) error {
+	if s != StatusPaused {
+		return fmt.Errorf("cannot resume container %s: it is %s, not paused", id, s)
+	}
+	return nil
+}
+
+func canPs(id string, s Status) error {
+	if s == StatusStopped || s == StatusCreating {
+		return fmt.Errorf("cannot list processes of container %s: it is %s", id, s)
+	}
+	return nil
 }

@@ -97,26 +97,46 @@ sed -e "s#\"path\": *\"rootfs\"#\"path\": \"$BUNDLE/rootfs\"#" "$WORK/config.ori
 grep -qF "\"path\": \"$BUNDLE/rootfs\"" "$IDLE/config.json" || { echo "bench: could not set root.path in $IDLE/config.json" >&2; exit 1; }
 set_args "$IDLE/config.json" '"/bin/sleep", "30"'
 
-# --- floor command line, from a real skiff VM; idle RSS on the way ------------
-echo "deriving the floor's QEMU command line from a skiff VM (create; read /proc/PID/cmdline; delete)..."
-timeout "$RUN_TIMEOUT" "$SKIFF" --root "$ROOT" create --bundle "$IDLE" bench-idle </dev/null >"$LOGS/idle.out" 2>&1 ||
-	{ echo "bench: skiff create failed:" >&2; cat "$LOGS/idle.out" >&2; exit 1; }
-QPID=$(cat "$ROOT/bench-idle/qemu.pid")
-mapfile -d '' QARGV <"/proc/$QPID/cmdline"
-((${#QARGV[@]} > 1)) || { echo "bench: could not read the command line of qemu pid $QPID" >&2; exit 1; }
-RSS="n/a"
-if timeout 60 "$SKIFF" --root "$ROOT" start bench-idle >"$LOGS/idle-start.out" 2>&1; then
-	sleep 2 # let the guest settle after the process starts
-	if [[ -r /proc/$QPID/status ]]; then
-		rss=$(awk '/^VmRSS:/{print $2}' "/proc/$QPID/status")
-		hwm=$(awk '/^VmHWM:/{print $2}' "/proc/$QPID/status")
-		RSS="VmRSS $((rss / 1024)) MiB, VmHWM (peak) $((hwm / 1024)) MiB"
+# Two skiff configurations: sandboxes restored from a VM template (the
+# default), and cold boots. The template lives in the bench's own factory
+# directory; the warm-up run builds it.
+COLD_CONF=$WORK/cold.toml
+TPL_CONF=$WORK/template.toml
+printf '[factory]\ntemplate = false\n' >"$COLD_CONF"
+printf '[factory]\ntemplate = true\ndir = "%s"\n' "$WORK/factory" >"$TPL_CONF"
+
+# idle CONF NAME: create and start a `sleep 30` container, read its qemu's
+# memory after 2 s (Rss, and Pss, which splits pages shared with other
+# processes, such as a template's, between them), keep its command line in
+# QARGV, delete it. Sets MEM.
+idle() {
+	local conf=$1 name=$2 qpid
+	timeout "$RUN_TIMEOUT" "$SKIFF" --root "$ROOT" --config "$conf" create --bundle "$IDLE" "$name" </dev/null >"$LOGS/idle.out" 2>&1 ||
+		{ echo "bench: skiff create failed:" >&2; cat "$LOGS/idle.out" >&2; exit 1; }
+	qpid=$(cat "$ROOT/$name/qemu.pid")
+	mapfile -d '' QARGV <"/proc/$qpid/cmdline"
+	((${#QARGV[@]} > 1)) || { echo "bench: could not read the command line of qemu pid $qpid" >&2; exit 1; }
+	MEM="n/a"
+	if timeout 60 "$SKIFF" --root "$ROOT" start "$name" >"$LOGS/idle-start.out" 2>&1; then
+		sleep 2 # let the guest settle after the process starts
+		if [[ -r /proc/$qpid/smaps_rollup ]]; then
+			MEM=$(awk '/^Rss:/{r=$2} /^Pss:/{p=$2} END {printf "Rss %d MiB, Pss %d MiB", r/1024, p/1024}' "/proc/$qpid/smaps_rollup")
+		fi
+	else
+		echo "bench: note: skiff start of the idle container failed (memory not measured): $(tail -n 3 "$LOGS/idle-start.out")" >&2
 	fi
-else
-	echo "bench: note: skiff start of the idle container failed (RSS not measured): $(tail -n 3 "$LOGS/idle-start.out")" >&2
-fi
-timeout 60 "$SKIFF" --root "$ROOT" delete --force bench-idle >/dev/null 2>&1 ||
-	{ echo "bench: skiff delete --force bench-idle failed" >&2; exit 1; }
+	timeout 60 "$SKIFF" --root "$ROOT" delete --force "$name" >/dev/null 2>&1 ||
+		{ echo "bench: skiff delete --force $name failed" >&2; exit 1; }
+}
+
+echo "idle memory of a template clone (builds the template first)..."
+idle "$TPL_CONF" bench-idle-tpl
+idle "$TPL_CONF" bench-idle-tpl2
+MEM_TPL=$MEM
+# --- floor command line, from a real cold-booted skiff VM ---------------------
+echo "deriving the floor's QEMU command line from a skiff VM (create; read /proc/PID/cmdline; delete)..."
+idle "$COLD_CONF" bench-idle-cold
+MEM_COLD=$MEM
 
 FLOOR_CON=$LOGS/floor-console.log
 FLOOR=("${QARGV[0]}")
@@ -149,16 +169,17 @@ echo "  (dropped from skiff's: $(printf '%s; ' "${dropped[@]}" | sed 's/; $//' |
 
 # --- one timed run of each ---------------------------------------------------
 # Each appends its wall time in ns to $WORK/<name>.ns.
-run_skiff() { # i
-	local s e rc=0
+run_skiff() { # i cold|template
+	local s e rc=0 conf=$TPL_CONF
+	[[ $2 == cold ]] && conf=$COLD_CONF
 	s=$(now)
-	timeout "$RUN_TIMEOUT" "$SKIFF" --root "$ROOT" run --bundle "$BUNDLE" "bench-$1" </dev/null >"$LOGS/skiff.out" 2>&1 || rc=$?
+	timeout "$RUN_TIMEOUT" "$SKIFF" --root "$ROOT" --config "$conf" run --bundle "$BUNDLE" "bench-$1" </dev/null >"$LOGS/skiff.out" 2>&1 || rc=$?
 	e=$(now)
 	if ((rc != 0)); then
 		echo "bench: skiff run bench-$1 exited $rc:" >&2; tail -n 20 "$LOGS/skiff.out" >&2; exit 1
 	fi
 	[[ ! -e $ROOT/bench-$1 ]] || { echo "bench: skiff run left its state dir $ROOT/bench-$1" >&2; exit 1; }
-	echo $((e - s)) >>"$WORK/skiff.ns"
+	echo $((e - s)) >>"$WORK/skiff-$2.ns"
 }
 run_floor() {
 	local s e rc=0
@@ -192,7 +213,7 @@ run_runc() { # i
 
 # Warm-up (not counted): page cache, the accelerator verdict, runc's check.
 echo "warm-up..."
-run_skiff warm && run_floor
+run_skiff warm template && run_skiff warm cold && run_floor
 if [[ -x $RUNC ]]; then
 	RUNC_OK=1
 	run_runc warm
@@ -202,7 +223,8 @@ rm -f "$WORK"/*.ns
 
 echo "timing $N interleaved runs of each..."
 for i in $(seq "$N"); do
-	run_skiff "$i"
+	run_skiff "$i" template
+	run_skiff "$i" cold
 	run_floor
 	run_runc "$i"
 	printf '  run %d/%d done\n' "$i" "$N"
@@ -216,7 +238,8 @@ stats() {
 		     printf "%.3f %.3f %.3f\n", m, v[1], v[NR]}'
 }
 read -r f_med f_min f_max < <(stats "$WORK/floor.ns")
-read -r s_med s_min s_max < <(stats "$WORK/skiff.ns")
+read -r s_med s_min s_max < <(stats "$WORK/skiff-template.ns")
+read -r c_med c_min c_max < <(stats "$WORK/skiff-cold.ns")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 
 echo
@@ -224,7 +247,8 @@ echo "## \`run /bin/true\`, median of $N interleaved runs ($(nproc) CPUs, accel 
 echo
 echo "| what | median (s) | min | max | ratio to floor |"
 echo "|---|---:|---:|---:|---:|"
-printf '| skiff run | %s | %s | %s | %s |\n' "$s_med" "$s_min" "$s_max" "$(ratio "$s_med" "$f_med")"
+printf '| skiff run (default: restored from a VM template) | %s | %s | %s | %s |\n' "$s_med" "$s_min" "$s_max" "$(ratio "$s_med" "$f_med")"
+printf '| skiff run (cold boot, [factory] template = false) | %s | %s | %s | %s |\n' "$c_med" "$c_min" "$c_max" "$(ratio "$c_med" "$f_med")"
 printf '| floor (raw QEMU, same kernel/machine, poweroff /init) | %s | %s | %s | 1.00 |\n' "$f_med" "$f_min" "$f_max"
 if ((RUNC_OK)) && [[ -s $WORK/runc.ns ]]; then
 	read -r r_med r_min r_max < <(stats "$WORK/runc.ns")
@@ -235,6 +259,6 @@ else
 	echo "runc: $RUNC_WHY"
 fi
 echo
-echo "skiff/floor = $(ratio "$s_med" "$f_med") (target <= 1.30)"
-echo "skiff overhead over floor = $(awk -v s="$s_med" -v f="$f_med" 'BEGIN {printf "%.0f", (s - f) * 1000}') ms (median minus median)"
-echo "skiff qemu, idle container (sleep 30), 2 s after start: $RSS"
+echo "skiff/floor = $(ratio "$s_med" "$f_med") with templates, $(ratio "$c_med" "$f_med") cold (target <= 1.30)"
+echo "cold-boot overhead over floor = $(awk -v s="$c_med" -v f="$f_med" 'BEGIN {printf "%.0f", (s - f) * 1000}') ms (median minus median)"
+echo "skiff qemu, idle container (sleep 30), 2 s after start: template clone: $MEM_TPL; cold boot: $MEM_COLD"

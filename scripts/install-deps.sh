@@ -10,6 +10,12 @@ PKGS=(
 	xz-utils          # kernel payload extraction
 	kmod              # depmod/modprobe to order the guest modules
 	runc              # reference runtime for comparison tests
+	podman            # the podman tests drive skiff through it
+	conmon
+	crun              # podman's default runtime, for comparisons
+	netavark          # podman's network backend (bridge, port mapping)
+	aardvark-dns
+	iptables          # netavark's port forwarding
 	iproute2
 	ca-certificates
 	make

@@ -130,7 +130,8 @@ func findRuntime() (string, bool, error) {
 var applets = []string{
 	"sh", "echo", "cat", "id", "hostname", "pwd", "env", "sleep", "true",
 	"false", "touch", "ls", "test", "mkdir", "kill", "uname", "stat",
-	"mount", "ln", "reboot", "grep", "insmod",
+	"mount", "ln", "reboot", "grep", "insmod", "head", "od", "tr", "date",
+	"httpd", "nc", "printf",
 }
 
 // buildRootfs makes a minimal rootfs around a static busybox. Mount points

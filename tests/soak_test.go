@@ -35,13 +35,15 @@ func openFDs() int {
 // at the end this process holds as many file descriptors as at the start.
 func TestSoak(t *testing.T) {
 	skiffOnly(t)
-	t.Parallel()
+	// Not parallel: the descriptor count is this whole process's, and
+	// parallel tests hold ptys, sockets and pipes of their own meanwhile.
+	// Sequential tests run before any parallel one resumes.
 	e := newEnv(t)
 	n := soakCycles(t)
 	b := e.bundle("c", sh(`echo "cycle $CYCLE"; exit $((CYCLE % 7))`))
 	spec := readSpec(t, b)
 	env := spec.Process.Env
-	fdsBefore := openFDs()
+	fdsBefore, mountsBefore := openFDs(), mountCount(e.dir)
 	for i := 0; i < n; i++ {
 		spec.Process.Env = append(env[:len(env):len(env)], fmt.Sprintf("CYCLE=%d", i))
 		writeSpec(t, b, spec)
@@ -56,4 +58,20 @@ func TestSoak(t *testing.T) {
 	if after := openFDs(); after > fdsBefore {
 		t.Errorf("open file descriptors grew from %d to %d over %d cycles", fdsBefore, after, n)
 	}
+	if after := mountCount(e.dir); after != mountsBefore {
+		t.Errorf("mounts went from %d to %d over %d cycles", mountsBefore, after, n)
+	}
+}
+
+// mountCount is the number of host mounts that are skiff's (its state and
+// factory directories) or below dir.
+func mountCount(dir string) int {
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	n := 0
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, "skiff") || strings.Contains(l, dir) {
+			n++
+		}
+	}
+	return n
 }

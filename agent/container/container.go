@@ -65,6 +65,7 @@ type Container struct {
 	done     chan struct{}
 	status   unix.WaitStatus
 	warnings []string
+	console  *os.File // the terminal's master (process.terminal=true)
 }
 
 // New creates the container's process with stdio on the given files (the
@@ -100,6 +101,17 @@ func New(id string, spec *specs.Spec, stdin, stdout, stderr *os.File, r Reaper) 
 	files := []uintptr{
 		stdin.Fd(), stdout.Fd(), stderr.Fd(),
 		pipes[0][0].Fd(), pipes[1][1].Fd(), pipes[2][0].Fd(),
+	}
+	var console *os.File
+	if spec.Process.Terminal {
+		mine, child, err := consolePair()
+		if err != nil {
+			return nil, err
+		}
+		defer mine.Close()
+		defer child.Close()
+		console = mine
+		files = append(files, child.Fd())
 	}
 	// Mount, UTS and IPC namespaces always: the container must not touch
 	// the agent's mounts or the guest's name. A PID namespace as the spec
@@ -174,6 +186,11 @@ func New(id string, spec *specs.Spec, stdin, stdout, stderr *os.File, r Reaper) 
 		return fail(fmt.Errorf("read pid namespace of %d: %w", pid, err))
 	}
 	c.pidNS = ns
+	if console != nil {
+		if c.console, err = recvConsole(console); err != nil {
+			return fail(err)
+		}
+	}
 	c.startW = pipes[2][1]
 	pipes[2][1] = nil
 	return c, nil
@@ -188,8 +205,6 @@ func Validate(spec *specs.Spec) error {
 		return errors.New("spec has no process")
 	case len(spec.Process.Args) == 0 || spec.Process.Args[0] == "":
 		return errors.New("process.args must not be empty")
-	case spec.Process.Terminal:
-		return errors.New("process.terminal=true is not supported yet; run without a terminal (no -t)")
 	case spec.Root == nil || !strings.HasPrefix(spec.Root.Path, "/"):
 		return errors.New("root.path must be an absolute guest path")
 	case spec.Process.Cwd != "" && !strings.HasPrefix(spec.Process.Cwd, "/"):
@@ -205,6 +220,10 @@ func Validate(spec *specs.Spec) error {
 
 // Warnings are what setup skipped (a cgroup mount, say) without failing.
 func (c *Container) Warnings() []string { return c.warnings }
+
+// Console is the master of the container process's terminal, nil without
+// one.
+func (c *Container) Console() *os.File { return c.console }
 
 // Pid is the guest PID of the container's process.
 func (c *Container) Pid() int { return c.pid }

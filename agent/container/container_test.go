@@ -88,7 +88,12 @@ func TestValidate(t *testing.T) {
 	}
 	tty := *ok
 	tty.Process = &specs.Process{Args: []string{"sh"}, Terminal: true}
-	for _, s := range []*specs.Spec{nil, {}, {Process: &specs.Process{}}, &tty} {
+	if err := Validate(&tty); err != nil {
+		t.Errorf("Validate refused a terminal process: %v", err)
+	}
+	relCwd := *ok
+	relCwd.Process = &specs.Process{Args: []string{"sh"}, Cwd: "tmp"}
+	for _, s := range []*specs.Spec{nil, {}, {Process: &specs.Process{}}, &relCwd} {
 		if Validate(s) == nil {
 			t.Errorf("Validate(%+v) accepted", s)
 		}
@@ -98,5 +103,15 @@ func TestValidate(t *testing.T) {
 func TestCapSet(t *testing.T) {
 	if got := capSet([]string{"CAP_CHOWN", "CAP_KILL", "CAP_NOPE", "CAP_CHECKPOINT_RESTORE"}); got != 1|1<<5|1<<40 {
 		t.Fatalf("capSet = %#x", got)
+	}
+}
+
+func TestReadProcess(t *testing.T) {
+	p, ok := readProcess(os.Getpid())
+	if !ok || p.PID != os.Getpid() || p.PPID != os.Getppid() || p.UID != os.Getuid() || len(p.Args) == 0 {
+		t.Fatalf("readProcess(self) = %+v, %v", p, ok)
+	}
+	if _, ok := readProcess(1 << 30); ok {
+		t.Error("readProcess of a PID that does not exist succeeded")
 	}
 }

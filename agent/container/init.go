@@ -46,7 +46,7 @@ func Init() {
 	// Credentials, capabilities and no_new_privs are set per thread below
 	// and must be those of the thread that calls execve.
 	runtime.LockOSThread()
-	for _, fd := range []int{fdSpec, fdReady, fdStart} {
+	for _, fd := range []int{fdSpec, fdReady, fdStart, fdConsole} {
 		unix.CloseOnExec(fd)
 	}
 	readyPipe = os.NewFile(fdReady, "ready")
@@ -99,7 +99,19 @@ func setup(spec *specs.Spec) (string, []string, error) {
 			return "", nil, fmt.Errorf("set domainname %q: %w", spec.Domainname, err)
 		}
 	}
-	p := spec.Process
+	return prepareProcess(spec.Process)
+}
+
+// prepareProcess sets up what belongs to the process rather than to the
+// container (terminal, rlimits, user, cwd), on this locked thread and in
+// the container's mount namespace, and returns the program to exec and its
+// environment. The container init and exec'd processes share it.
+func prepareProcess(p *specs.Process) (string, []string, error) {
+	if p.Terminal {
+		if err := setupTerminal(p); err != nil {
+			return "", nil, err
+		}
+	}
 	for _, rl := range p.Rlimits {
 		res, ok := rlimitByName[rl.Type]
 		if !ok {

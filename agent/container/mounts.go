@@ -3,9 +3,12 @@ package container
 import (
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -19,6 +22,9 @@ type mountOpts struct {
 	remount     uintptr // per-mount flags to apply by a bind remount (ro, nosuid, ...)
 	propagation uintptr // MS_PRIVATE, MS_SLAVE, ... with MS_REC if r-prefixed
 	data        string  // filesystem-specific options, comma-joined
+	// copyUp (runc's "tmpcopyup", which podman passes for --tmpfs) fills a
+	// new tmpfs with what the directory it covers held.
+	copyUp bool
 }
 
 var flagOpts = map[string]struct {
@@ -60,6 +66,12 @@ func parseMountOptions(typ string, options []string) mountOpts {
 		case "rbind":
 			o.bind, o.recursive = true, true
 			continue
+		case "tmpcopyup":
+			o.copyUp = true
+			continue
+		}
+		if strings.HasPrefix(opt, "X-") || strings.HasPrefix(opt, "x-") {
+			continue // userspace options (fstab's X-...): not for the kernel
 		}
 		if p, ok := propagationOpts[opt]; ok {
 			o.propagation = p
@@ -194,7 +206,11 @@ func mountOne(root string, m specs.Mount) error {
 	if src == "" {
 		src = typ
 	}
-	if err := unix.Mount(src, dest, typ, o.flags, o.data); err != nil {
+	if o.copyUp && typ == "tmpfs" {
+		if err := mountCopyUp(dest, o); err != nil {
+			return fmt.Errorf("mount tmpfs on %s with copy-up: %w", m.Destination, err)
+		}
+	} else if err := unix.Mount(src, dest, typ, o.flags, o.data); err != nil {
 		return fmt.Errorf("mount %s (%s) on %s: %w", m.Source, m.Type, m.Destination, err)
 	}
 	if o.bind && o.remount != 0 {
@@ -292,4 +308,89 @@ func readonlyPath(p string) {
 		return
 	}
 	remountBind(p, unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC)
+}
+
+// mountCopyUp mounts a tmpfs aside, copies dest's content into it, and
+// moves it onto dest, so the container finds the directory as it was,
+// writable and private to it.
+func mountCopyUp(dest string, o mountOpts) error {
+	stage, err := os.MkdirTemp("", "tmpcopyup")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(stage)
+	if err := unix.Mount("tmpfs", stage, "tmpfs", o.flags, o.data); err != nil {
+		return err
+	}
+	if err := copyTree(dest, stage); err != nil {
+		unix.Unmount(stage, unix.MNT_DETACH)
+		return err
+	}
+	if err := unix.Mount(stage, dest, "", unix.MS_MOVE, ""); err != nil {
+		unix.Unmount(stage, unix.MNT_DETACH)
+		return err
+	}
+	return nil
+}
+
+// copyTree copies directories, regular files and symlinks from src into
+// dst with their modes and owners; other file types are skipped.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if rel == "." {
+			return nil // the tmpfs root keeps the mode its options gave
+		}
+		to := filepath.Join(dst, rel)
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		st, _ := fi.Sys().(*syscall.Stat_t)
+		switch {
+		case fi.IsDir():
+			if err := os.Mkdir(to, fi.Mode().Perm()); err != nil {
+				return err
+			}
+			os.Chmod(to, fi.Mode()&(fs.ModePerm|fs.ModeSticky|fs.ModeSetuid|fs.ModeSetgid))
+		case fi.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			if err := os.Symlink(target, to); err != nil {
+				return err
+			}
+		case fi.Mode().IsRegular():
+			if err := copyFile(p, to, fi.Mode().Perm()); err != nil {
+				return err
+			}
+		default:
+			return nil
+		}
+		if st != nil {
+			os.Lchown(to, int(st.Uid), int(st.Gid))
+		}
+		return nil
+	})
+}
+
+func copyFile(src, dst string, mode fs.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }

@@ -63,6 +63,11 @@ const (
 	MethodWaitProcess     = "WaitProcess"
 	MethodOpenStdio       = "OpenStdio"
 	MethodShutdown        = "Shutdown"
+	MethodExecProcess     = "ExecProcess"
+	MethodResizeTerminal  = "ResizeTerminal"
+	MethodListProcesses   = "ListProcesses"
+	MethodPauseContainer  = "PauseContainer"
+	MethodResumeContainer = "ResumeContainer"
 )
 
 // Request is the first frame of every stream.
@@ -158,6 +163,63 @@ type OpenStdioRequest struct {
 	ID     string `json:"id"`
 	ExecID string `json:"execId,omitempty"`
 	Stream string `json:"stream"`
+}
+
+// ExecProcessRequest starts another process in a created or running
+// container: it joins the container's namespaces and cgroup and runs at
+// once. ExecID, chosen by the host, names it in OpenStdio, WaitProcess,
+// SignalProcess and ResizeTerminal. The process's output waits in its
+// pipes (or terminal) until the host attaches, so none is lost.
+type ExecProcessRequest struct {
+	ID      string         `json:"id"`
+	ExecID  string         `json:"execId"`
+	Process *specs.Process `json:"process"`
+}
+
+// ExecProcessResponse reports the guest PID of the exec'd process.
+type ExecProcessResponse struct {
+	PID int `json:"pid"`
+}
+
+// ResizeTerminalRequest sets the window size of a process's terminal
+// (process.terminal=true). A process with a terminal has its output on the
+// stdout stream, its input on stdin, and no stderr stream.
+type ResizeTerminalRequest struct {
+	ID     string `json:"id"`
+	ExecID string `json:"execId,omitempty"`
+	Rows   uint16 `json:"rows"`
+	Cols   uint16 `json:"cols"`
+}
+
+// ListProcessesRequest asks for every process of a container, as seen in
+// the guest (its cgroup's members).
+type ListProcessesRequest struct {
+	ID string `json:"id"`
+}
+
+// ProcessInfo is one process of a container. PIDs are the guest's.
+type ProcessInfo struct {
+	PID  int      `json:"pid"`
+	PPID int      `json:"ppid"`
+	UID  int      `json:"uid"`
+	Args []string `json:"args"` // the command line; [comm] for a kernel-less one
+}
+
+// ListProcessesResponse lists the processes, by PID.
+type ListProcessesResponse struct {
+	Processes []ProcessInfo `json:"processes"`
+}
+
+// PauseContainerRequest freezes every process of a container (its guest
+// cgroup); ResumeContainer thaws them. Both return once the cgroup
+// reports the new state.
+type PauseContainerRequest struct {
+	ID string `json:"id"`
+}
+
+// ResumeContainerRequest thaws a paused container.
+type ResumeContainerRequest struct {
+	ID string `json:"id"`
 }
 
 // ShutdownRequest asks the agent to sync filesystems and power the guest off.

@@ -11,5 +11,8 @@ func main() {
 	if container.IsInit() {
 		container.Init()
 	}
+	if container.IsExecInit() {
+		container.ExecInit()
+	}
 	agent.Main()
 }

@@ -1,0 +1,299 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/skiff-oci/skiff/agentclient/protocol"
+	"github.com/skiff-oci/skiff/hypervisor"
+)
+
+// VM templates (the "factory"): the first sandbox of a configuration boots
+// a guest up to the point where its agent waits for a host, saves it, and
+// every sandbox after that is restored from the saved state in a fraction
+// of a boot. See hypervisor/template.go for the QEMU side.
+
+// templateSlots is how many bind-mounted directories or files a sandbox
+// restored from a template can have besides its rootfs: a template's
+// devices are fixed when it is saved, so it carries this many spare
+// shared-filesystem devices. A sandbox that needs more boots cold.
+const templateSlots = 6
+
+// templateNICs is how many NICs a template carries: placeholders without a
+// backend in the template, a clone's own taps after restore. The guest
+// NICs keep the template's MACs (templateMAC); the agent gives them the
+// namespace's.
+const templateNICs = 1
+
+// templateMAC is the MAC of a template's NIC k: locally administered.
+func templateMAC(k int) string { return fmt.Sprintf("02:73:6b:00:00:%02x", k) }
+
+// errTemplateBusy means another process is building the template now; the
+// caller boots cold rather than wait.
+var errTemplateBusy = errors.New("template being built by another process")
+
+// Factory is the directory holding templates, one per configuration key.
+type Factory struct{ Dir string }
+
+// Template is one saved guest.
+type Template struct{ Dir string }
+
+func (t Template) memory() string { return filepath.Join(t.Dir, "memory") }
+func (t Template) state() string  { return filepath.Join(t.Dir, "state") }
+func (t Template) meta() string   { return filepath.Join(t.Dir, "template.json") }
+func (t Template) empty() string  { return filepath.Join(t.Dir, "empty") }
+
+// TemplateInfo is template.json: what the template was made from.
+type TemplateInfo struct {
+	Key     string    `json:"key"`
+	Created time.Time `json:"created"`
+	Binary  string    `json:"binary"`
+	Kernel  string    `json:"kernel"`
+	Initrd  string    `json:"initrd"`
+	Memory  int       `json:"memoryMiB"`
+	VCPUs   int       `json:"vcpus"`
+	Machine string    `json:"machine"`
+	Accel   string    `json:"accel"`
+}
+
+// slotTags are the shared-filesystem tags of a template, in order.
+func slotTags() []string {
+	tags := []string{"rootfs"}
+	for i := 0; i < templateSlots; i++ {
+		tags = append(tags, fmt.Sprintf("m%d", i))
+	}
+	return tags
+}
+
+// templateKey names everything a clone must share with its template: the
+// VMM binary, kernel and initrd (by path, size and mtime: a rebuilt file is
+// a new template), memory, vCPUs, machine, accelerator, kernel parameters.
+func templateKey(c hypervisor.Config) (string, error) {
+	h := sha256.New()
+	for _, p := range []string{c.Binary, c.Kernel, c.Initrd} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s %d %d\n", p, fi.Size(), fi.ModTime().UnixNano())
+	}
+	fmt.Fprintf(h, "mem=%d cpus=%d machine=%s accel=%s params=%s slots=%d nics=%d proto=%d\n",
+		c.MemoryMiB, c.VCPUs, c.Machine, c.Accel, strings.Join(c.KernelParams, " "), templateSlots, templateNICs, protocol.Version)
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+// templateEligible tells whether a sandbox's VM can come from a template:
+// no NICs (they are not in the template) and no more shares than slots,
+// with the tags planShares gives.
+func templateEligible(c hypervisor.Config) bool {
+	if len(c.NetDevices) > templateNICs || len(c.Shares) > templateSlots+1 {
+		return false
+	}
+	tags := slotTags()
+	for i, s := range c.Shares {
+		if s.Tag != tags[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// withSlots gives c the template's full device list: its own shares, then
+// the unused slots pointing at an empty read-only directory; its NICs with
+// the template's MACs, then placeholders.
+func withSlots(c hypervisor.Config, empty string) hypervisor.Config {
+	shares := append([]hypervisor.Share{}, c.Shares...)
+	for _, tag := range slotTags()[len(shares):] {
+		shares = append(shares, hypervisor.Share{Tag: tag, HostPath: empty, ReadOnly: true})
+	}
+	c.Shares = shares
+	nics := make([]hypervisor.NetDevice, templateNICs)
+	for k := range nics {
+		if k < len(c.NetDevices) {
+			nics[k] = c.NetDevices[k]
+		} else {
+			nics[k].Placeholder = true
+		}
+		nics[k].MAC = templateMAC(k)
+	}
+	c.NetDevices = nics
+	return c
+}
+
+// Ensure returns the template for c, building it first if needed. It
+// returns errTemplateBusy when another process is building it.
+func (f Factory) Ensure(ctx context.Context, c hypervisor.Config, bootTimeout time.Duration) (Template, error) {
+	key, err := templateKey(c)
+	if err != nil {
+		return Template{}, err
+	}
+	t := Template{Dir: filepath.Join(f.Dir, key)}
+	if _, err := os.Stat(t.meta()); err == nil {
+		return t, nil
+	}
+	if err := os.MkdirAll(f.Dir, 0o700); err != nil {
+		return Template{}, fmt.Errorf("factory %s: %w", f.Dir, err)
+	}
+	lock, err := os.OpenFile(t.Dir+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return Template{}, err
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return Template{}, errTemplateBusy
+	}
+	if _, err := os.Stat(t.meta()); err == nil {
+		return t, nil // built while we took the lock
+	}
+	os.RemoveAll(t.Dir)
+	if err := f.build(ctx, t, key, c, bootTimeout); err != nil {
+		os.RemoveAll(t.Dir)
+		return Template{}, fmt.Errorf("build VM template: %w", err)
+	}
+	f.prune(key)
+	return t, nil
+}
+
+// build boots the template VM, waits until its agent waits for a host, and
+// saves it. template.json is written last: its presence means complete.
+func (f Factory) build(ctx context.Context, t Template, key string, c hypervisor.Config, bootTimeout time.Duration) error {
+	if err := os.MkdirAll(t.empty(), 0o700); err != nil {
+		return err
+	}
+	c = withSlots(hypervisor.Config{
+		Name: "skiff-template-" + key, Binary: c.Binary, Kernel: c.Kernel, Initrd: c.Initrd,
+		KernelParams: c.KernelParams, Machine: c.Machine, Accel: c.Accel, VCPUs: c.VCPUs, MemoryMiB: c.MemoryMiB,
+	}, t.empty())
+	c.MemoryFile, c.MemoryShared = t.memory(), true
+	c.AgentSocket = filepath.Join(t.Dir, "agent.sock")
+	c.QMPSocket = filepath.Join(t.Dir, "qmp.sock")
+	c.ConsoleLog = filepath.Join(t.Dir, "console.log")
+	c.StderrLog = filepath.Join(t.Dir, "qemu.log")
+	c.PIDFile = filepath.Join(t.Dir, "qemu.pid")
+	vm, err := hypervisor.NewQEMU(c)
+	if err != nil {
+		return err
+	}
+	if err := vm.Start(ctx); err != nil {
+		return err
+	}
+	defer vm.Stop(context.Background(), vmStopTimeout)
+	exited := make(chan struct{})
+	go func() {
+		vm.Wait()
+		close(exited)
+	}()
+
+	deadline := time.Now().Add(bootTimeout)
+	for {
+		b, _ := os.ReadFile(c.ConsoleLog)
+		if strings.Contains(string(b), protocol.WaitingMessage) {
+			break
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("the template VM exited while booting%s", tailOf(c.ConsoleLog))
+		default:
+		}
+		if time.Now().After(deadline) {
+			return &guestTimeoutError{fmt.Sprintf("the guest did not reach its agent within %v (hypervisor.boot_timeout)%s", bootTimeout, tailOf(c.ConsoleLog))}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	tm, ok := vm.(hypervisor.Templater)
+	if !ok {
+		return errors.New("this hypervisor cannot save templates")
+	}
+	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := tm.SaveTemplate(sctx, t.state()); err != nil {
+		return err
+	}
+	info := TemplateInfo{Key: key, Created: time.Now().UTC(), Binary: c.Binary, Kernel: c.Kernel, Initrd: c.Initrd,
+		Memory: c.MemoryMiB, VCPUs: c.VCPUs, Machine: c.Machine, Accel: string(c.Accel)}
+	b, _ := json.MarshalIndent(info, "", "  ")
+	tmp := t.meta() + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, t.meta())
+}
+
+// prune removes templates of other keys that nobody is building: a
+// rebuilt kernel or another memory size leaves the old ones useless.
+// Clones of an old template keep their mappings of its memory file.
+func (f Factory) prune(keep string) {
+	ents, _ := os.ReadDir(f.Dir)
+	for _, e := range ents {
+		if !e.IsDir() || e.Name() == keep {
+			continue
+		}
+		lock, err := os.OpenFile(filepath.Join(f.Dir, e.Name()+".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			continue
+		}
+		if unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+			os.RemoveAll(filepath.Join(f.Dir, e.Name()))
+			os.Remove(lock.Name())
+		}
+		lock.Close()
+	}
+}
+
+// List returns the complete templates.
+func (f Factory) List() ([]TemplateInfo, error) {
+	ents, err := os.ReadDir(f.Dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var out []TemplateInfo
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(f.Dir, e.Name(), "template.json"))
+		if err != nil {
+			continue
+		}
+		var info TemplateInfo
+		if json.Unmarshal(b, &info) == nil {
+			out = append(out, info)
+		}
+	}
+	return out, nil
+}
+
+// Destroy removes every template.
+func (f Factory) Destroy() error {
+	return os.RemoveAll(f.Dir)
+}
+
+// remove drops one template, after a restore from it failed.
+func (t Template) remove() {
+	slog.Warn("removing VM template that failed to restore", "dir", t.Dir)
+	os.RemoveAll(t.Dir)
+}
+
+func tailOf(path string) string {
+	if t := tailLines(path, 12); t != "" {
+		return fmt.Sprintf("\n--- last lines of %s ---\n%s", path, t)
+	}
+	return ""
+}
+
+// guestTimeoutError is a template guest that never came up: a cold boot of
+// the same guest would not either, so it fails the sandbox.
+type guestTimeoutError struct{ msg string }
+
+func (e *guestTimeoutError) Error() string { return e.msg }
