@@ -41,6 +41,11 @@ type Hypervisor struct {
 	DefaultMemory int    `toml:"default_memory"`
 	// BootTimeout is in seconds.
 	BootTimeout int `toml:"boot_timeout"`
+	// MemoryOverhead (MiB) is added to a container's memory limit to size
+	// its VM; MaxMemory (MiB) and MaxVCPUs (0: the host's CPUs) bound it.
+	MemoryOverhead int `toml:"memory_overhead"`
+	MaxMemory      int `toml:"max_memory"`
+	MaxVCPUs       int `toml:"max_vcpus"`
 }
 
 // Factory configures VM templates.
@@ -67,10 +72,12 @@ type Runtime struct {
 func Default() *Config {
 	return &Config{
 		Hypervisor: Hypervisor{
-			Accel:         "auto",
-			DefaultVCPUs:  1,
-			DefaultMemory: 512,
-			BootTimeout:   30,
+			Accel:          "auto",
+			DefaultVCPUs:   1,
+			DefaultMemory:  512,
+			BootTimeout:    30,
+			MemoryOverhead: 256,
+			MaxMemory:      16384,
 		},
 		Factory: Factory{Template: true, Dir: "/run/skiff-factory"},
 		Runtime: Runtime{
@@ -129,6 +136,15 @@ func (c *Config) validate() error {
 	}
 	if h.DefaultMemory < 64 {
 		return fmt.Errorf("hypervisor.default_memory = %d: must be at least 64 (MiB)", h.DefaultMemory)
+	}
+	if h.MemoryOverhead < 0 {
+		return fmt.Errorf("hypervisor.memory_overhead = %d: must not be negative", h.MemoryOverhead)
+	}
+	if h.MaxMemory < h.DefaultMemory {
+		return fmt.Errorf("hypervisor.max_memory = %d: must be at least default_memory (%d)", h.MaxMemory, h.DefaultMemory)
+	}
+	if h.MaxVCPUs < 0 {
+		return fmt.Errorf("hypervisor.max_vcpus = %d: must not be negative (0: the host's CPUs)", h.MaxVCPUs)
 	}
 	if h.BootTimeout < 1 {
 		return fmt.Errorf("hypervisor.boot_timeout = %d: must be at least 1 (seconds)", h.BootTimeout)

@@ -144,6 +144,7 @@ func (s *shim) boot() error {
 		return err
 	}
 	s.log.Debug("accelerator", "accel", base.Accel, "why", why)
+	base.VCPUs, base.MemoryMiB = vmSize(&s.cfg.Hypervisor, b.Spec)
 
 	nw, err := setupNetwork(s.d, b.Spec, s.cfg.Runtime.NetworkModel)
 	if err != nil {

@@ -65,6 +65,15 @@ type TemplateInfo struct {
 	VCPUs   int       `json:"vcpus"`
 	Machine string    `json:"machine"`
 	Accel   string    `json:"accel"`
+	Params  []string  `json:"kernelParams,omitempty"`
+}
+
+// stale tells whether the inputs the template was made from changed (a
+// rebuilt kernel, initrd or QEMU): nothing will ever use it again.
+func (info TemplateInfo) stale() bool {
+	key, err := templateKey(hypervisor.Config{Binary: info.Binary, Kernel: info.Kernel, Initrd: info.Initrd,
+		MemoryMiB: info.Memory, VCPUs: info.VCPUs, Machine: info.Machine, Accel: hypervisor.Accel(info.Accel), KernelParams: info.Params})
+	return err != nil || key != info.Key
 }
 
 // slotTags are the shared-filesystem tags of a template, in order.
@@ -221,7 +230,7 @@ func (f Factory) build(ctx context.Context, t Template, key string, c hypervisor
 		return err
 	}
 	info := TemplateInfo{Key: key, Created: time.Now().UTC(), Binary: c.Binary, Kernel: c.Kernel, Initrd: c.Initrd,
-		Memory: c.MemoryMiB, VCPUs: c.VCPUs, Machine: c.Machine, Accel: string(c.Accel)}
+		Memory: c.MemoryMiB, VCPUs: c.VCPUs, Machine: c.Machine, Accel: string(c.Accel), Params: c.KernelParams}
 	b, _ := json.MarshalIndent(info, "", "  ")
 	tmp := t.meta() + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
@@ -230,13 +239,18 @@ func (f Factory) build(ctx context.Context, t Template, key string, c hypervisor
 	return os.Rename(tmp, t.meta())
 }
 
-// prune removes templates of other keys that nobody is building: a
-// rebuilt kernel or another memory size leaves the old ones useless.
-// Clones of an old template keep their mappings of its memory file.
+// prune removes stale templates (their kernel, initrd or QEMU changed)
+// that nobody is building; templates of other sizes stay. Clones of a
+// removed template keep their mappings of its memory file.
 func (f Factory) prune(keep string) {
 	ents, _ := os.ReadDir(f.Dir)
 	for _, e := range ents {
 		if !e.IsDir() || e.Name() == keep {
+			continue
+		}
+		var info TemplateInfo
+		b, err := os.ReadFile(filepath.Join(f.Dir, e.Name(), "template.json"))
+		if err == nil && json.Unmarshal(b, &info) == nil && !info.stale() {
 			continue
 		}
 		lock, err := os.OpenFile(filepath.Join(f.Dir, e.Name()+".lock"), os.O_CREATE|os.O_RDWR, 0o600)

@@ -288,3 +288,31 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		time.Sleep(250 * time.Millisecond)
 	}
 }
+
+// --memory and --cpus: the limits hold inside the guest (the container's
+// cgroup there) and size the VM: memory limit plus overhead, vCPUs from
+// the CPU quota.
+func TestPodmanMemoryAndCPUs(t *testing.T) {
+	t.Parallel()
+	root := podmanRootfs(t)
+	script := `cg=$(cut -d: -f3 /proc/self/cgroup)
+echo memmax=$(cat /sys/fs/cgroup$cg/memory.max)
+echo cpumax=$(cat /sys/fs/cgroup$cg/cpu.max)
+echo memtotal=$(grep MemTotal /proc/meminfo | tr -s ' ' | cut -d' ' -f2)
+echo cpus=$(grep -c ^processor /proc/cpuinfo)`
+	r := podmanOK(t, "run", "--rm", "--memory", "300m", "--cpus", "2", "--rootfs", root, "/bin/sh", "-c", script)
+	kv := keyValues(r.stdout)
+	wantKV(t, kv, "memmax", "314572800")
+	wantKV(t, kv, "cpumax", "200000 100000")
+	if !isSkiff {
+		return
+	}
+	wantKV(t, kv, "cpus", "2")
+	// 300 MiB plus the default 256 MiB overhead, less what the guest
+	// kernel keeps for itself.
+	var kb int
+	fmt.Sscan(kv["memtotal"], &kb)
+	if kb < 450<<10 || kb > 556<<10 {
+		t.Errorf("guest MemTotal %d kB, want a VM of 556 MiB", kb)
+	}
+}

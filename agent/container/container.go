@@ -126,6 +126,15 @@ func New(id string, spec *specs.Spec, stdin, stdout, stderr *os.File, r Reaper) 
 		Sys:   &syscall.SysProcAttr{Setsid: true, Cloneflags: flags},
 	}
 	cgroup, cgfd := makeCgroup(id)
+	if spec.Linux != nil {
+		if err := applyResources(cgroup, spec.Linux.Resources); err != nil {
+			if cgfd >= 0 {
+				unix.Close(cgfd)
+			}
+			os.Remove(cgroup)
+			return nil, fmt.Errorf("resources: %w", err)
+		}
+	}
 	if cgfd >= 0 {
 		defer unix.Close(cgfd)
 		attr.Sys.UseCgroupFD = true
