@@ -112,6 +112,7 @@ func (s *Store) Create(ctx context.Context, id string, o CreateOptions) (_ *Crea
 		Created:     time.Now().UTC(),
 		Phase:       PhaseCreating,
 		Config:      cfgJSON,
+		Poststop:    hooksOf(b.Spec).Poststop,
 	}
 	if err := d.write(st); err != nil {
 		return nil, err
@@ -330,6 +331,10 @@ func destroy(d Dir, st *State) error {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("delete %s: %w", filepath.Base(string(d)), err)
+	}
+	if st != nil && len(st.Poststop) > 0 && st.Phase != PhaseCreating {
+		warnHooks("poststop", st.Poststop, &OCIState{OCIVersion: ociVersion, ID: st.ID, Status: StatusStopped,
+			Bundle: st.Bundle, Rootfs: st.Rootfs, Created: st.Created, Annotations: st.Annotations})
 	}
 	return nil
 }

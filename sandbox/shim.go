@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/skiff-oci/skiff/agentclient"
 	"github.com/skiff-oci/skiff/agentclient/protocol"
 	"github.com/skiff-oci/skiff/config"
@@ -35,11 +37,12 @@ const exitVMLost = 128 + int(syscall.SIGKILL)
 const vmStopTimeout = 3 * time.Second
 
 type shim struct {
-	root string // the state root; the accelerator probe caches there
-	d    Dir
-	st   *State
-	cfg  *config.Config
-	log  *slog.Logger
+	root  string // the state root; the accelerator probe caches there
+	d     Dir
+	hooks *specs.Hooks // the bundle's OCI hooks, run on the host
+	st    *State
+	cfg   *config.Config
+	log   *slog.Logger
 
 	vm       hypervisor.Hypervisor
 	vmExited chan struct{}
@@ -124,6 +127,7 @@ func (s *shim) boot() error {
 		return err
 	}
 	s.terminal = b.Spec.Process != nil && b.Spec.Process.Terminal
+	s.hooks = hooksOf(b.Spec)
 	plan, err := planShares(s.d, b)
 	if err != nil {
 		return err
@@ -221,6 +225,17 @@ func (s *shim) boot() error {
 	}
 	s.st.GuestPID = pid
 	s.log.Debug("container created in the guest", "guestPid", pid)
+	// The container exists, stopped before its first instruction: the
+	// create-time hooks run now, on the host.
+	creating := s.hookState(StatusCreating)
+	for _, k := range []struct {
+		kind  string
+		hooks []specs.Hook
+	}{{"prestart", s.hooks.Prestart}, {"createRuntime", s.hooks.CreateRuntime}, {"createContainer", s.hooks.CreateContainer}} {
+		if err := runHooks(k.kind, k.hooks, creating); err != nil {
+			return err
+		}
+	}
 	return s.attachStdio(cctx)
 }
 
@@ -348,9 +363,18 @@ func (s *shim) handle(conn net.Conn) {
 	var err error
 	switch req.Op {
 	case ctlStart:
+		if err = runHooks("startContainer", s.hooks.StartContainer, s.hookState(StatusCreated)); err != nil {
+			// The spec: a failed startContainer hook stops the container.
+			s.once.Do(func() { close(s.shutdown) })
+			go s.vm.Stop(context.Background(), vmStopTimeout)
+			break
+		}
 		err = s.agent.StartContainer(ctx, s.st.ID)
 		if err == nil {
 			err = touch(s.d.path(startedMarker))
+		}
+		if err == nil {
+			warnHooks("poststart", s.hooks.Poststart, s.hookState(StatusRunning))
 		}
 	case ctlKill:
 		err = s.agent.SignalProcess(ctx, protocol.SignalProcessRequest{ID: s.st.ID, Signal: req.Signal, All: req.All})
@@ -435,4 +459,10 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
 	case <-done:
 	case <-time.After(d):
 	}
+}
+
+// hookState is the state document hooks get on stdin.
+func (s *shim) hookState(status Status) *OCIState {
+	return &OCIState{OCIVersion: ociVersion, ID: s.st.ID, Status: status, PID: os.Getpid(),
+		Bundle: s.st.Bundle, Rootfs: s.st.Rootfs, Created: s.st.Created, Annotations: s.st.Annotations}
 }

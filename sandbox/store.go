@@ -9,6 +9,7 @@ import (
 	"sort"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -47,6 +48,9 @@ type State struct {
 	Config json.RawMessage `json:"config,omitempty"`
 	// Accel is the accelerator the VM runs under.
 	Accel string `json:"accel,omitempty"`
+	// Poststop hooks run when the container is deleted, after the bundle
+	// may be gone: they are kept here.
+	Poststop []specs.Hook `json:"poststop,omitempty"`
 }
 
 // Phases.

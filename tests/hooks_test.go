@@ -1,0 +1,71 @@
+package tests
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// hookTo is a hook that appends "<name> <state JSON>" to log.
+func hookTo(log, name string) specs.Hook {
+	return specs.Hook{Path: "/bin/sh", Args: []string{"sh", "-c", fmt.Sprintf(`printf '%%s ' %s >> %s; cat >> %s; echo >> %s`, name, log, log, log)}}
+}
+
+// OCI hooks run on the host at the runtime spec's points, in order, with
+// the container's state on stdin. (skiff runs all of them on the host; runc
+// runs startContainer inside the container, where this log is not.)
+func TestHooksRunInOrderWithState(t *testing.T) {
+	skiffOnly(t)
+	t.Parallel()
+	e := newEnv(t)
+	log := filepath.Join(e.dir, "hooks.log")
+	b := e.bundle("c", sh("echo ran"), func(s *specs.Spec) {
+		s.Hooks = &specs.Hooks{
+			Prestart:        []specs.Hook{hookTo(log, "prestart")},
+			CreateRuntime:   []specs.Hook{hookTo(log, "createRuntime")},
+			CreateContainer: []specs.Hook{hookTo(log, "createContainer")},
+			StartContainer:  []specs.Hook{hookTo(log, "startContainer")},
+			Poststart:       []specs.Hook{hookTo(log, "poststart")},
+			Poststop:        []specs.Hook{hookTo(log, "poststop")},
+		}
+	})
+	id := e.id("c1")
+	e.create(id, b)
+	e.mustOK(e.rt("start", id))
+	e.waitStatus(id, "stopped")
+	e.mustOK(e.rt("delete", id))
+
+	data, _ := os.ReadFile(log)
+	var order []string
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		name, js, _ := strings.Cut(line, " ")
+		var st containerState
+		if err := json.Unmarshal([]byte(js), &st); err != nil || st.ID != id || st.Bundle != b {
+			t.Errorf("%s hook got state %q (%v), want this container's", name, js, err)
+		}
+		order = append(order, name)
+	}
+	want := "prestart createRuntime createContainer startContainer poststart poststop"
+	if got := strings.Join(order, " "); got != want {
+		t.Errorf("hooks ran as %q, want %q", got, want)
+	}
+}
+
+// A failing createRuntime hook fails create and leaves nothing behind.
+func TestHookFailureFailsCreateCleanly(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	b := e.bundle("c", sh("echo never"), func(s *specs.Spec) {
+		s.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "echo hook says no >&2; exit 3"}}}}
+	})
+	r, _ := e.rtFiles("create", "--bundle", b, e.id("c1"))
+	e.mustFail(r)
+	if _, err := os.Stat(filepath.Join(e.root, e.id("c1"))); !os.IsNotExist(err) {
+		t.Errorf("state left after a failed hook: %v", err)
+	}
+}
