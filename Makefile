@@ -95,6 +95,7 @@ fuzz:
 
 bench: all $(FLOOR_INITRD)
 	GO=$(GO) scripts/bench.sh
+	scripts/bench-more.sh
 
 install: all
 	install -d $(BINDIR) $(SHAREDIR)

@@ -14,8 +14,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // podman drives the runtime the way most users reach it: `podman
@@ -314,5 +317,64 @@ echo cpus=$(grep -c ^processor /proc/cpuinfo)`
 	fmt.Sscan(kv["memtotal"], &kb)
 	if kb < 450<<10 || kb > 556<<10 {
 		t.Errorf("guest MemTotal %d kB, want a VM of 556 MiB", kb)
+	}
+}
+
+// podman run -t on a real terminal: the container gets a terminal in the
+// guest, and resizing the caller's terminal reaches it.
+func TestPodmanTerminal(t *testing.T) {
+	t.Parallel()
+	root := podmanRootfs(t)
+	master, slave := openPty(t)
+	unix.IoctlSetWinsize(int(slave.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 24, Col: 80})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*cmdTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "podman", "--runtime", runtimeBin, "run", "--rm", "-it", "--rootfs", root, sizeLoop[0], sizeLoop[1], sizeLoop[2])
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tr := readTerminal(master)
+	tr.waitFor(t, "/dev/pts/", nil)
+	// podman follows its own terminal's size (SIGWINCH) and resizes the
+	// container's console.
+	unix.IoctlSetWinsize(int(slave.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 33, Col: 101})
+	syscall.Kill(cmd.Process.Pid, syscall.SIGWINCH)
+	tr.waitFor(t, "size=33 101", func() { master.Write([]byte("\n")) })
+	master.Write([]byte("q\n"))
+	cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 3 {
+		t.Errorf("podman run -t exited %d, want 3; terminal showed %q", code, tr)
+	}
+}
+
+// podman pause / unpause: the container stops running and continues.
+func TestPodmanPauseUnpause(t *testing.T) {
+	t.Parallel()
+	root := podmanRootfs(t)
+	name := podmanName(t, "pause")
+	podmanOK(t, "run", "-d", "--name", name, "--rootfs", root, "/bin/sh", "-c", "i=0; while true; do echo $i; i=$((i+1)); sleep 0.2; done")
+	waitFor(t, func() bool { return strings.Contains(podmanOK(t, "logs", name).stdout, "3") }, "output before pausing")
+	podmanOK(t, "pause", name)
+	if st := strings.TrimSpace(podmanOK(t, "inspect", "--format", "{{.State.Status}}", name).stdout); st != "paused" {
+		t.Errorf("status %q after pause, want paused", st)
+	}
+	n1 := len(podmanOK(t, "logs", name).stdout)
+	time.Sleep(1500 * time.Millisecond)
+	if n2 := len(podmanOK(t, "logs", name).stdout); n2 != n1 {
+		t.Errorf("a paused container wrote %d more bytes", n2-n1)
+	}
+	podmanOK(t, "unpause", name)
+	waitFor(t, func() bool { return len(podmanOK(t, "logs", name).stdout) > n1 }, "output after unpausing")
+}
+
+// --network none: the guest has loopback only.
+func TestPodmanNetworkNone(t *testing.T) {
+	t.Parallel()
+	root := podmanRootfs(t)
+	r := podmanOK(t, "run", "--rm", "--network", "none", "--rootfs", root, "/bin/sh", "-c", "cut -d: -f1 /proc/net/dev | tail -n +3 | tr -d ' '")
+	if got := strings.Fields(r.stdout); len(got) != 1 || got[0] != "lo" {
+		t.Errorf("interfaces with --network none: %q, want only lo", r.stdout)
 	}
 }
