@@ -4,7 +4,7 @@
 #   make test     install deps, build, go vet, unit + end-to-end tests (.ci/run)
 #
 # Other targets: all (default: bin/skiff + guest image), guest, deps, install,
-# uninstall, bench, floor, clean, distclean.
+# uninstall, bench, floor, kernel, clean, distclean.
 
 GO ?= $(or $(shell command -v go 2>/dev/null),/usr/local/go/bin/go)
 PREFIX ?= /usr/local
@@ -18,7 +18,7 @@ AGENT_BIN ?= build/skiff-agent
 DEMO_BUNDLE := build/demo-bundle
 FLOOR_INITRD := build/floor-initramfs.img
 
-.PHONY: all guest floor deps demo demo-bundle test install uninstall bench fuzz cross clean distclean FORCE
+.PHONY: all guest kernel floor deps demo demo-bundle test install uninstall bench fuzz cross clean distclean FORCE
 .DEFAULT_GOAL := all
 
 all: bin/skiff guest
@@ -36,6 +36,16 @@ build/skiff-agent: FORCE
 # module set changes. Otherwise it returns in ~0.2 s and touches nothing.
 guest: $(AGENT_BIN)
 	guest/build.sh $(GUEST_DIR) $(AGENT_BIN)
+	@# Once `make kernel` has run, its modules-free initramfs follows the
+	@# agent: skiff would otherwise boot the minimal kernel with an old agent.
+	if [ -f $(GUEST_DIR)/vmlinux-minimal ]; then guest/build-kernel.sh --initramfs-only $(GUEST_DIR); fi
+
+# The optional minimal guest kernel (~10 min on 2 cores; not part of all or
+# test): Debian's linux-source-6.1, tinyconfig + guest/kernel.config, all
+# built in. Once built, skiff boots it on microvm by default. Needs flex,
+# bison, bc and libelf-dev (apt-get install flex bison bc libelf-dev).
+kernel: guest
+	guest/build-kernel.sh $(GUEST_DIR)
 
 floor: $(FLOOR_INITRD)
 $(FLOOR_INITRD): guest/floor/main.go guest/floor-initramfs.sh
@@ -102,10 +112,12 @@ install: all
 	install -m 0755 bin/skiff $(BINDIR)/skiff
 	install -m 0644 $(GUEST_DIR)/vmlinux $(GUEST_DIR)/initramfs.img $(GUEST_DIR)/guest.json $(SHAREDIR)/
 	install -m 0644 config.toml.example $(SHAREDIR)/config.toml.example
+	if [ -f $(GUEST_DIR)/vmlinux-minimal ]; then install -m 0644 $(GUEST_DIR)/vmlinux-minimal $(GUEST_DIR)/initramfs-minimal.img $(SHAREDIR)/; fi
 
 uninstall:
 	rm -f $(BINDIR)/skiff
 	rm -f $(SHAREDIR)/vmlinux $(SHAREDIR)/initramfs.img $(SHAREDIR)/guest.json $(SHAREDIR)/config.toml.example
+	rm -f $(SHAREDIR)/vmlinux-minimal $(SHAREDIR)/initramfs-minimal.img
 	-rmdir $(SHAREDIR) 2>/dev/null
 
 # clean keeps build/cache (the downloaded kernel package); distclean drops it.

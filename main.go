@@ -28,7 +28,14 @@ func main() {
 runc shim, and scripts written for runc work unchanged. Each container runs
 inside a QEMU virtual machine with its own guest kernel. The PID that create
 reports (and writes to --pid-file) is a host process standing for the
-container's process: it relays stdio and exits with its exit status.`,
+container's process: it relays stdio and exits with its exit status.
+
+Where skiff differs from runc: create and run boot a VM (or restore one from
+a saved VM template) before the container exists; state's "pid" is the host
+process standing for the container, not a process of the container; kill's
+signal goes into the VM, to the container's processes in the guest; ps shows
+guest PIDs. debug-console (off unless enabled in the configuration) opens a
+shell in the guest itself. Each verb's help says more.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "root", Value: sandbox.DefaultRoot, Usage: "root directory for container state"},
 			&cli.StringFlag{Name: "log", Usage: "log file (default: stderr)"},
@@ -61,6 +68,10 @@ container's process: it relays stdio and exits with its exit status.`,
 			commands.Completion,
 			commands.Man,
 			commands.Factory,
+			commands.Features,
+			commands.Update,
+			commands.Events,
+			commands.DebugConsole,
 		},
 		Before: setupLogging,
 		// Errors are printed once, below.

@@ -186,6 +186,7 @@ func leaveInitramfs() error {
 			return fmt.Errorf("move %s: %w", m, err)
 		}
 	}
+	keepGuestBin(newRoot)
 	if err := unix.Chdir(newRoot); err != nil {
 		return err
 	}
@@ -243,7 +244,7 @@ func loopbackUp() error {
 // powerOff ends the guest. PID 1 must never return.
 func powerOff() {
 	unix.Sync()
-	err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	err := unix.Reboot(offCmd())
 	for {
 		// Reboot failing leaves nothing sensible to do; exiting would
 		// panic the kernel, so wait for the host to kill the VM.
@@ -252,4 +253,14 @@ func powerOff() {
 		}
 		time.Sleep(time.Hour)
 	}
+}
+
+// offCmd is how this guest ends its VM. A kernel without ACPI (the minimal
+// kernel on microvm) has no way to power off: it would halt with QEMU
+// still running. QEMU runs with -no-reboot, so a reboot ends the VM there.
+func offCmd() int {
+	if _, err := os.Stat("/sys/firmware/acpi"); err != nil {
+		return unix.LINUX_REBOOT_CMD_RESTART
+	}
+	return unix.LINUX_REBOOT_CMD_POWER_OFF
 }

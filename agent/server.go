@@ -618,7 +618,11 @@ func (a *Agent) openStdio(body json.RawMessage) (any, func(net.Conn), error) {
 		}, nil
 	}
 	return protocol.Empty{}, func(st net.Conn) {
-		if _, err := io.Copy(st, p.f); err != nil {
+		// Big pipe, big reads: every system call and every frame is
+		// expensive in an emulated guest.
+		unix.FcntlInt(p.f.Fd(), unix.F_SETPIPE_SZ, 1<<20)
+		buf := make([]byte, 1<<20)
+		if _, err := io.CopyBuffer(st, struct{ io.Reader }{p.f}, buf); err != nil {
 			a.log.debugf("container %s %s: %v", req.ID, req.Stream, err)
 		}
 		p.f.Close()
@@ -648,6 +652,7 @@ func (a *Agent) shutdown(body json.RawMessage) (any, func(net.Conn), error) {
 		case <-timeout:
 		}
 	}
+	drainTCP(2 * time.Second)
 	unix.Sync()
 	a.mu.Lock()
 	for path := range a.shares {

@@ -21,7 +21,13 @@ var Create = &cli.Command{
 	Name:      "create",
 	Usage:     "create a container in its own VM, ready to start",
 	ArgsUsage: "<container-id>",
-	Flags:     createFlags,
+	Description: `Where skiff differs from runc: create boots the container's VM (or restores it
+from a saved VM template, ~0.4 s under TCG; a cold boot takes ~2 s) and
+returns once the container's process exists in the guest, stopped before its
+first instruction. The PID written to --pid-file is a host process (the shim)
+standing for the container's process: it relays stdio and exits with its
+status (137 if the VM dies).`,
+	Flags: createFlags,
 	Action: func(c *cli.Context) error {
 		_, err := create(c)
 		return err

@@ -7,6 +7,8 @@ var Delete = &cli.Command{
 	Name:      "delete",
 	Usage:     "delete a container: its VM, its host process and its state",
 	ArgsUsage: "<container-id>",
+	Description: `Where skiff differs from runc: deleting stops the container's VM too; --force
+also cleans up after a crashed shim or VM (QEMU, host mounts, taps, state).`,
 	Flags: []cli.Flag{
 		&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "delete even if it is running (its VM is killed)"},
 	},

@@ -17,6 +17,11 @@ var Exec = &cli.Command{
 	Name:      "exec",
 	Usage:     "execute a new process inside the container",
 	ArgsUsage: "<container-id> <command> [command options]",
+	Description: `Where skiff differs from runc: the process runs in the guest, in the
+container's namespaces and cgroup. --pid-file gets the PID of a host process
+standing for it (exec itself; with --detach, a helper that exits with the
+process's status). Descriptors beyond stdio (--preserve-fds) do not reach
+the VM.`,
 	Flags: []cli.Flag{
 		&cli.StringFlag{Name: "console-socket", Usage: "unix socket to receive the pty master of the process's terminal"},
 		&cli.StringFlag{Name: "cwd", Usage: "current working directory in the container"},

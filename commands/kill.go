@@ -13,6 +13,9 @@ var Kill = &cli.Command{
 	Name:      "kill",
 	Usage:     "send a signal (default TERM) to the container's process",
 	ArgsUsage: "<container-id> [signal]",
+	Description: `Where skiff differs from runc: the signal goes into the VM, to the
+container's process in the guest (--all: every process of its guest cgroup);
+the host process standing for it exits once it has ended.`,
 	Flags: []cli.Flag{
 		&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "send the signal to all processes of the container"},
 	},

@@ -7,6 +7,8 @@ var Pause = &cli.Command{
 	Name:      "pause",
 	Usage:     "suspend all processes of a container (its cgroup in the guest is frozen)",
 	ArgsUsage: "<container-id>",
+	Description: `Where skiff differs from runc: the container's cgroup in the guest is frozen;
+the VM itself keeps running.`,
 	Action: func(c *cli.Context) error {
 		id, err := oneID(c)
 		if err != nil {

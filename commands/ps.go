@@ -15,6 +15,8 @@ var Ps = &cli.Command{
 	Name:      "ps",
 	Usage:     "list the processes of a container (guest PIDs)",
 	ArgsUsage: "<container-id>",
+	Description: `Where skiff differs from runc: the PIDs are the guest's, not the host's, and
+ps(1) options are not taken.`,
 	Flags: []cli.Flag{
 		&cli.StringFlag{Name: "format", Aliases: []string{"f"}, Value: "table", Usage: "table or json (an array of PIDs, as runc prints)"},
 	},

@@ -16,6 +16,10 @@ var Run = &cli.Command{
 	Name:      "run",
 	Usage:     "create and run a container in its own VM",
 	ArgsUsage: "<container-id>",
+	Description: `Where skiff differs from runc: run boots the container's VM (or restores it
+from a saved VM template) before the process starts, and exits with the
+process's status (137 if the VM dies). The PID of --pid-file is the host
+process standing for the container's process.`,
 	Flags: append([]cli.Flag{
 		&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "detach from the container's process"},
 		&cli.BoolFlag{Name: "keep", Usage: "do not delete the container after it exits"},

@@ -66,6 +66,9 @@ type Runtime struct {
 	// NetworkModel connects the VM to the spec's network namespace:
 	// "tcfilter" (taps mirrored with tc) or "none".
 	NetworkModel string `toml:"network_model"`
+	// DebugConsole allows `skiff debug-console`: a root shell in a
+	// sandbox's guest, outside its containers. Off by default.
+	DebugConsole bool `toml:"debug_console"`
 }
 
 // Default returns the built-in configuration.
@@ -192,6 +195,9 @@ func GuestDirs() []string {
 // cannot be found stays as the first candidate so that the error names it.
 func (c *Config) resolveGuest() {
 	h := &c.Hypervisor
+	if h.Kernel == "" && h.Initrd == "" {
+		h.Kernel, h.Initrd = findMinimal(GuestDirs())
+	}
 	if h.Kernel == "" {
 		h.Kernel = findIn(GuestDirs(), "vmlinux")
 	}
@@ -201,6 +207,44 @@ func (c *Config) resolveGuest() {
 	if h.Path == "" {
 		h.Path = defaultQEMU()
 	}
+	if h.MachineType == "" && filepath.Base(h.Kernel) == MinimalKernel && runtime.GOARCH == "amd64" {
+		h.MachineType = MinimalMachine
+	}
+}
+
+// The minimal guest kernel (`make kernel`: guest/build-kernel.sh) and its
+// modules-free initramfs. When both are beside the stock image and the
+// configuration names no kernel or initrd, they are the default; the
+// machine follows the kernel by its file name: vmlinux-minimal boots on
+// MinimalMachine unless machine_type says otherwise.
+const (
+	MinimalKernel = "vmlinux-minimal"
+	MinimalInitrd = "initramfs-minimal.img"
+	// MinimalMachine: no ACPI (the kernel has none); the legacy PIC, PIT
+	// and RTC stay on, since under TCG microvm hangs without the first two
+	// and loses a second reading the clock without the third.
+	MinimalMachine = "microvm,acpi=off,pic=on,pit=on,rtc=on"
+)
+
+// findMinimal returns the minimal kernel and initrd of the first of dirs
+// holding both, or "", "". An initramfs-minimal.img older than the
+// initramfs.img beside it was made from an older agent (make guest
+// refreshes it; guest/build.sh alone does not): the stock image is used
+// rather than an agent that may not speak this skiff's protocol.
+func findMinimal(dirs []string) (kernel, initrd string) {
+	for _, d := range dirs {
+		k, i := filepath.Join(d, MinimalKernel), filepath.Join(d, MinimalInitrd)
+		ki, err1 := os.Stat(k)
+		ii, err2 := os.Stat(i)
+		if err1 != nil || err2 != nil || !ki.Mode().IsRegular() || !ii.Mode().IsRegular() {
+			continue
+		}
+		if base, err := os.Stat(filepath.Join(d, "initramfs.img")); err == nil && base.ModTime().After(ii.ModTime()) {
+			return "", ""
+		}
+		return filepath.Clean(k), filepath.Clean(i)
+	}
+	return "", ""
 }
 
 func findIn(dirs []string, name string) string {

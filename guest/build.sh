@@ -7,7 +7,9 @@
 #   OUTDIR/vmlinux         uncompressed kernel of Debian's stock amd64 package
 #                          (booted through QEMU's PVH entry with -kernel)
 #   OUTDIR/initramfs.img   newc cpio: /init = the agent, the virtio/9p/net/overlay
-#                          modules flat in /lib/modules/ + modules.order (load order)
+#                          modules flat in /lib/modules/ + modules.order (load order),
+#                          /bin/busybox (Debian's busybox-static) + /bin/sh, the
+#                          shell of `skiff debug-console`
 #   OUTDIR/guest.json      {kernelPackage, kernelPackageVersion, kernelVersion,
 #                           agentSHA256, initramfsCompression, modules}
 #
@@ -22,6 +24,8 @@
 #                       linux-image-amd64 currently depends on
 #   SKIFF_INITRD_COMPRESS  none|gzip|lz4|zstd (default: see COMPRESS below)
 #   SOURCE_DATE_EPOCH   mtime of every file in the initramfs (default 0)
+#   SKIFF_BUSYBOX       the static busybox to put in the guest
+#                       (default /bin/busybox of Debian's busybox-static)
 set -euo pipefail
 export PATH="$PATH:/usr/sbin:/sbin"  # depmod, modprobe
 
@@ -58,6 +62,11 @@ MODULES=(
 for t in apt-cache apt-get dpkg-deb depmod modprobe xz cpio sha256sum; do
 	command -v "$t" >/dev/null || die "'$t' not found; run scripts/install-deps.sh"
 done
+
+# The debug console's shell. It must be static: the guest has no libc.
+BUSYBOX=${SKIFF_BUSYBOX:-/bin/busybox}
+[[ -f $BUSYBOX && -x $BUSYBOX ]] || die "'$BUSYBOX' not found; apt-get install busybox-static (or set SKIFF_BUSYBOX)"
+ldd "$BUSYBOX" >/dev/null 2>&1 && die "'$BUSYBOX' is dynamically linked; the guest needs busybox-static's"
 
 # ---------------------------------------------------------------- kernel ----
 
@@ -181,7 +190,8 @@ done
 
 AGENT_SHA=$(sha256sum "$AGENT" | cut -d' ' -f1)
 MODSUM=$(for p in "${MODPATHS[@]}"; do sha256sum "$p"; done | sed "s|$ROOT/||" | sha256sum | cut -d' ' -f1)
-INITRD_KEY="agent=$AGENT_SHA modules=$MODSUM order=${MODNAMES[*]} compress=$COMPRESS epoch=$EPOCH script=$(sha256sum "$SCRIPT" | cut -d' ' -f1)"
+BUSYBOX_SHA=$(sha256sum "$BUSYBOX" | cut -d' ' -f1)
+INITRD_KEY="agent=$AGENT_SHA busybox=$BUSYBOX_SHA modules=$MODSUM order=${MODNAMES[*]} compress=$COMPRESS epoch=$EPOCH script=$(sha256sum "$SCRIPT" | cut -d' ' -f1)"
 
 if [[ -s $OUT/initramfs.img && "$(cat "$OUT/.initramfs.key" 2>/dev/null)" == "$INITRD_KEY" && -s $OUT/guest.json ]]; then
 	exit 0
@@ -206,8 +216,10 @@ log "building initramfs (${#MODNAMES[@]} modules, compression: $COMPRESS)"
 rm -f "$OUT/.initramfs.key"
 STAGE=$(mktemp -d "$CACHE/initramfs.XXXXXX")
 trap 'rm -rf "$STAGE"' EXIT
-mkdir -p "$STAGE"/{dev,proc,sys,run,tmp,mnt,lib/modules}
+mkdir -p "$STAGE"/{bin,dev,proc,sys,run,tmp,mnt,lib/modules}
 install -m 0755 "$AGENT" "$STAGE/init"
+install -m 0755 "$BUSYBOX" "$STAGE/bin/busybox"
+ln -s busybox "$STAGE/bin/sh"
 for p in "${MODPATHS[@]}"; do
 	b=$(basename "$p")
 	case $b in
@@ -221,7 +233,7 @@ printf '%s\n' "${MODNAMES[@]}" >"$STAGE/lib/modules/modules.order"
 chmod 0644 "$STAGE/lib/modules/modules.order"
 mknod -m 0600 "$STAGE/dev/console" c 5 1
 mknod -m 0666 "$STAGE/dev/null" c 1 3
-chmod 0755 "$STAGE"/{dev,proc,sys,run,mnt,lib,lib/modules}
+chmod 0755 "$STAGE"/{bin,dev,proc,sys,run,mnt,lib,lib/modules}
 chmod 1777 "$STAGE/tmp"
 find "$STAGE" -exec touch -h -d "@$EPOCH" {} +
 

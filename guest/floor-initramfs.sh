@@ -17,10 +17,10 @@ EPOCH=${SOURCE_DATE_EPOCH:-0}
 
 STAGE=$(mktemp -d)
 trap 'rm -rf "$STAGE"' EXIT
-mkdir -p "$STAGE/dev" "$(dirname "$OUT")"
+mkdir -p "$STAGE/dev" "$STAGE/sys" "$(dirname "$OUT")"
 CGO_ENABLED=0 "$GO" build -buildvcs=false -trimpath -ldflags "-s -w" -o "$STAGE/init" ./guest/floor
 mknod -m 0600 "$STAGE/dev/console" c 5 1
-chmod 0755 "$STAGE" "$STAGE/dev"
+chmod 0755 "$STAGE" "$STAGE/dev" "$STAGE/sys"
 find "$STAGE" -exec touch -h -d "@$EPOCH" {} +
 (cd "$STAGE" && find . -mindepth 1 -printf '%P\n' | LC_ALL=C sort |
 	cpio -o -H newc --quiet --owner 0:0 --reproducible) >"$OUT.tmp"

@@ -161,8 +161,12 @@ type GuestInfo struct {
 	InitramfsCompression string `json:"initramfsCompression"`
 }
 
-// GuestInfoPath is where guest.json of the image holding kernel lives.
+// GuestInfoPath is where guest.json of the image holding kernel lives
+// (kernel-minimal.json for the minimal kernel of `make kernel`).
 func GuestInfoPath(kernel string) string {
+	if filepath.Base(kernel) == "vmlinux-minimal" {
+		return filepath.Join(filepath.Dir(kernel), "kernel-minimal.json")
+	}
 	return filepath.Join(filepath.Dir(kernel), "guest.json")
 }
 

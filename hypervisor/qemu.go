@@ -68,12 +68,26 @@ func newQEMU(cfg Config) (*qemu, error) {
 		cfg.Machine = arch.machine
 	}
 	if machineType(cfg.Machine) == "microvm" {
-		arch.bus = "device"
+		if n := virtioDevices(cfg); n > microvmTransports(cfg.Machine) {
+			// More devices than microvm has transports for: the
+			// architecture's PCI machine instead (guest kernels that
+			// boot on microvm have virtio-pci too).
+			cfg.Machine = arch.machine
+		} else {
+			arch.bus = "device"
+			arch.cmdline = append(arch.cmdline[:len(arch.cmdline):len(arch.cmdline)], arch.microvmCmdline...)
+		}
 	}
 	if err := validate(&cfg); err != nil {
 		return nil, fmt.Errorf("qemu: %w", err)
 	}
 	return &qemu{cfg: cfg, arch: arch}, nil
+}
+
+// virtioDevices counts the VM's virtio devices: the agent's serial port,
+// one per share, one per NIC.
+func virtioDevices(cfg Config) int {
+	return 1 + len(cfg.Shares) + len(cfg.NetDevices)
 }
 
 // validate checks cfg and makes its paths absolute.

@@ -34,6 +34,10 @@ const (
 	ctlPause  = "pause"
 	ctlResume = "resume"
 	ctlPs     = "ps"
+
+	// ctlUpdate and ctlStats: the container's guest cgroup (update.go).
+	ctlUpdate = "update"
+	ctlStats  = "stats"
 )
 
 type ctlRequest struct {
@@ -45,6 +49,9 @@ type ctlRequest struct {
 	ExecID        string         `json:"execId,omitempty"`
 	Process       *specs.Process `json:"process,omitempty"`
 	ConsoleSocket string         `json:"consoleSocket,omitempty"`
+
+	// ctlUpdate only.
+	Resources *specs.LinuxResources `json:"resources,omitempty"`
 }
 
 type ctlResponse struct {
@@ -57,6 +64,9 @@ type ctlResponse struct {
 
 	// ctlPs only.
 	Processes []protocol.ProcessInfo `json:"processes,omitempty"`
+
+	// ctlStats only.
+	Stats *protocol.Stats `json:"stats,omitempty"`
 }
 
 // fdReader reads a unix connection and keeps the descriptors that arrive

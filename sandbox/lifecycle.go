@@ -86,6 +86,9 @@ func (s *Store) Create(ctx context.Context, id string, o CreateOptions) (_ *Crea
 	if err := checkNetwork(b.Spec, o.Config.Runtime.NetworkModel); err != nil {
 		return nil, err
 	}
+	if _, err := hostCgroupPath(b.Spec); err != nil {
+		return nil, err
+	}
 	cfgJSON, err := json.Marshal(o.Config)
 	if err != nil {
 		return nil, err
@@ -322,6 +325,9 @@ func destroy(d Dir, st *State) error {
 		errs = append(errs, err)
 	}
 	if err := removeNetwork(d); err != nil {
+		errs = append(errs, err)
+	}
+	if err := removeHostCgroups(d); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) == 0 {

@@ -40,9 +40,11 @@ type shim struct {
 	root  string // the state root; the accelerator probe caches there
 	d     Dir
 	hooks *specs.Hooks // the bundle's OCI hooks, run on the host
-	st    *State
-	cfg   *config.Config
-	log   *slog.Logger
+	// releaseSpare closes the spare taps of a VM restored from a template.
+	releaseSpare func()
+	st           *State
+	cfg          *config.Config
+	log          *slog.Logger
 
 	vm       hypervisor.Hypervisor
 	vmExited chan struct{}
@@ -149,6 +151,10 @@ func (s *shim) boot() error {
 	}
 	s.log.Debug("accelerator", "accel", base.Accel, "why", why)
 	base.VCPUs, base.MemoryMiB = vmSize(&s.cfg.Hypervisor, b.Spec)
+	// QEMU, started below, inherits the shim's host cgroup.
+	if err := joinHostCgroup(s.d, b.Spec, base.MemoryMiB); err != nil {
+		return err
+	}
 
 	nw, err := setupNetwork(s.d, b.Spec, s.cfg.Runtime.NetworkModel)
 	if err != nil {
@@ -301,7 +307,7 @@ func (s *shim) wait() int {
 		case <-s.shutdown:
 			s.log.Debug("container stopped by delete")
 		default:
-			s.log.Error("lost the container's VM", "error", r.err, "console", s.guestTail())
+			s.log.Error("lost the container's VM: " + s.lostVMReason(r.err) + s.guestTail())
 		}
 		r.status = exitVMLost
 	}
@@ -315,6 +321,7 @@ func (s *shim) wait() int {
 // partial boot.
 func (s *shim) teardown() {
 	if s.agent != nil {
+		s.drainGuest()
 		s.agent.Close()
 	}
 	if s.vm != nil {
@@ -323,6 +330,9 @@ func (s *shim) teardown() {
 			s.log.Warn("stop VM", "error", err)
 		}
 		cancel()
+	}
+	if s.releaseSpare != nil {
+		s.releaseSpare()
 	}
 	if err := unmountUnder(s.d.FilesDir()); err != nil {
 		s.log.Warn("unmount shared files", "error", err)
@@ -353,7 +363,7 @@ func (s *shim) handle(conn net.Conn) {
 		closeFiles(fr.fds)
 		return
 	}
-	if req.Op == ctlExec {
+	if req.Op == ctlExec || req.Op == ctlDebugConsole {
 		s.exec(conn, req, fr.fds)
 		return
 	}
@@ -380,6 +390,9 @@ func (s *shim) handle(conn net.Conn) {
 		err = s.agent.SignalProcess(ctx, protocol.SignalProcessRequest{ID: s.st.ID, Signal: req.Signal, All: req.All})
 	case ctlPause, ctlResume, ctlPs:
 		protocol.WriteFrame(conn, s.containerOp(ctx, req.Op))
+		return
+	case ctlUpdate, ctlStats:
+		protocol.WriteFrame(conn, s.resourceOp(ctx, req))
 		return
 	case ctlShutdown:
 		// Answer first: the caller waits for this process to exit next.
@@ -419,7 +432,7 @@ func (s *shim) forwardSignals() {
 func (s *shim) guestTail() string {
 	var b strings.Builder
 	for _, f := range []struct{ name, path string }{{"guest console", s.d.ConsoleLog()}, {"qemu", s.d.QEMULog()}} {
-		if t := tailLines(f.path, 12); t != "" {
+		if t := consoleTail(f.path, 12); t != "" {
 			fmt.Fprintf(&b, "\n--- last lines of %s (%s) ---\n%s", f.name, f.path, t)
 		}
 	}
@@ -465,4 +478,23 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
 func (s *shim) hookState(status Status) *OCIState {
 	return &OCIState{OCIVersion: ociVersion, ID: s.st.ID, Status: status, PID: os.Getpid(),
 		Bundle: s.st.Bundle, Rootfs: s.st.Rootfs, Created: s.st.Created, Annotations: s.st.Annotations}
+}
+
+// drainGuest asks a guest whose container ended on its own to shut down in
+// order: its agent lets TCP send queues drain (the container's last bytes
+// to a peer), syncs and unmounts before the VM is stopped. Not after a
+// delete --force, nor when the VM is already gone.
+func (s *shim) drainGuest() {
+	select {
+	case <-s.vmExited:
+		return
+	case <-s.shutdown:
+		return
+	default:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := s.agent.Shutdown(ctx); err != nil {
+		s.log.Debug("orderly guest shutdown", "error", err)
+	}
 }

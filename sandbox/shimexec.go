@@ -61,7 +61,7 @@ func (s *shim) exec(conn net.Conn, req ctlRequest, files []*os.File) {
 		}
 	}
 
-	pid, err := s.agent.ExecProcess(ctx, &protocol.ExecProcessRequest{ID: s.st.ID, ExecID: req.ExecID, Process: p})
+	pid, err := s.startProcess(ctx, req)
 	if err != nil {
 		fail(err)
 		return

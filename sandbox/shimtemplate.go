@@ -50,22 +50,35 @@ func (s *shim) restore(ctx context.Context, c hypervisor.Config) (hypervisor.Hyp
 	}
 	c = withSlots(c, t.empty())
 	c.MemoryFile, c.MemoryShared, c.Incoming = t.memory(), false, true
-	vm, err := hypervisor.NewQEMU(c)
+	// Slots the sandbox does not fill get taps too: the device must offer
+	// what the template negotiated. They stay open until teardown.
+	release, err := spareTaps(c.NetDevices)
 	if err != nil {
 		return nil, err
 	}
-	if err := vm.Start(ctx); err != nil {
+	vm, err := hypervisor.NewQEMU(c)
+	if err != nil {
+		release()
 		return nil, err
 	}
+	if err := vm.Start(ctx); err != nil {
+		release()
+		return nil, err
+	}
+	s.releaseSpare = release
 	tm, ok := vm.(hypervisor.Templater)
 	if !ok {
 		vm.Stop(ctx, vmStopTimeout)
+		release()
+		s.releaseSpare = nil
 		return nil, errors.New("this hypervisor cannot restore templates")
 	}
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := tm.RestoreTemplate(rctx, t.state()); err != nil {
 		vm.Stop(ctx, vmStopTimeout)
+		release()
+		s.releaseSpare = nil
 		// A corrupt or stale template: the next sandbox rebuilds it.
 		t.remove()
 		return nil, err

@@ -99,3 +99,17 @@ func canPs(id string, s Status) error {
 	}
 	return nil
 }
+
+func canUpdate(id string, s Status) error {
+	if s != StatusCreated && s != StatusRunning && s != StatusPaused {
+		return fmt.Errorf("cannot update container %s: it is %s (container not running)", id, s)
+	}
+	return nil
+}
+
+func canStats(id string, s Status) error {
+	if s != StatusCreated && s != StatusRunning && s != StatusPaused {
+		return fmt.Errorf("cannot read stats of container %s: it is %s (container not running)", id, s)
+	}
+	return nil
+}

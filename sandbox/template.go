@@ -76,10 +76,25 @@ func (info TemplateInfo) stale() bool {
 	return err != nil || key != info.Key
 }
 
+// slotsFor is how many spare share slots a template on machine carries:
+// templateSlots, or fewer where the machine has room for fewer virtio
+// devices (microvm with acpi=off: 8, of which the agent's port, the NICs
+// and the rootfs take 3).
+func slotsFor(machine string) int {
+	max := hypervisor.MaxVirtioDevices(machine)
+	if max == 0 {
+		return templateSlots
+	}
+	return min(templateSlots, max-1-templateNICs-1)
+}
+
 // slotTags are the shared-filesystem tags of a template, in order.
-func slotTags() []string {
+func slotTags() []string { return slotTagsN(templateSlots) }
+
+// slotTagsN are the tags of a template with n spare slots.
+func slotTagsN(n int) []string {
 	tags := []string{"rootfs"}
-	for i := 0; i < templateSlots; i++ {
+	for i := 0; i < n; i++ {
 		tags = append(tags, fmt.Sprintf("m%d", i))
 	}
 	return tags
@@ -97,8 +112,8 @@ func templateKey(c hypervisor.Config) (string, error) {
 		}
 		fmt.Fprintf(h, "%s %d %d\n", p, fi.Size(), fi.ModTime().UnixNano())
 	}
-	fmt.Fprintf(h, "mem=%d cpus=%d machine=%s accel=%s params=%s slots=%d nics=%d proto=%d\n",
-		c.MemoryMiB, c.VCPUs, c.Machine, c.Accel, strings.Join(c.KernelParams, " "), templateSlots, templateNICs, protocol.Version)
+	fmt.Fprintf(h, "mem=%d cpus=%d machine=%s accel=%s params=%s slots=%d tapnics=%d proto=%d\n",
+		c.MemoryMiB, c.VCPUs, c.Machine, c.Accel, strings.Join(c.KernelParams, " "), slotsFor(c.Machine), templateNICs, protocol.Version)
 	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
@@ -106,10 +121,11 @@ func templateKey(c hypervisor.Config) (string, error) {
 // no NICs (they are not in the template) and no more shares than slots,
 // with the tags planShares gives.
 func templateEligible(c hypervisor.Config) bool {
-	if len(c.NetDevices) > templateNICs || len(c.Shares) > templateSlots+1 {
+	n := slotsFor(c.Machine)
+	if len(c.NetDevices) > templateNICs || len(c.Shares) > n+1 {
 		return false
 	}
-	tags := slotTags()
+	tags := slotTagsN(n)
 	for i, s := range c.Shares {
 		if s.Tag != tags[i] {
 			return false
@@ -123,7 +139,7 @@ func templateEligible(c hypervisor.Config) bool {
 // the template's MACs, then placeholders.
 func withSlots(c hypervisor.Config, empty string) hypervisor.Config {
 	shares := append([]hypervisor.Share{}, c.Shares...)
-	for _, tag := range slotTags()[len(shares):] {
+	for _, tag := range slotTagsN(slotsFor(c.Machine))[len(shares):] {
 		shares = append(shares, hypervisor.Share{Tag: tag, HostPath: empty, ReadOnly: true})
 	}
 	c.Shares = shares
@@ -185,6 +201,11 @@ func (f Factory) build(ctx context.Context, t Template, key string, c hypervisor
 		KernelParams: c.KernelParams, Machine: c.Machine, Accel: c.Accel, VCPUs: c.VCPUs, MemoryMiB: c.MemoryMiB,
 	}, t.empty())
 	c.MemoryFile, c.MemoryShared = t.memory(), true
+	release, err := spareTaps(c.NetDevices)
+	if err != nil {
+		return err
+	}
+	defer release()
 	c.AgentSocket = filepath.Join(t.Dir, "agent.sock")
 	c.QMPSocket = filepath.Join(t.Dir, "qmp.sock")
 	c.ConsoleLog = filepath.Join(t.Dir, "console.log")

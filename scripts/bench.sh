@@ -6,6 +6,11 @@
 #   make bench                     (builds what is needed, then runs this)
 #   BENCH_RUNS=9 scripts/bench.sh  (as root; N >= 5, default 7)
 #
+# With the minimal kernel built (`make kernel`), the same runs are made with
+# it (cold and from a template, against its own floor: raw QEMU on its
+# machine, microvm); without it those rows say n/a. The stock kernel rows
+# always use the stock kernel, whatever skiff's default.
+#
 # Runs are interleaved (run 1 of each, run 2 of each, ...) so that a busy
 # host hits every contender alike; the table reports medians. Wall time is
 # measured from exec to exit with `date +%s%N`.
@@ -102,8 +107,23 @@ set_args "$IDLE/config.json" '"/bin/sleep", "30"'
 # directory; the warm-up run builds it.
 COLD_CONF=$WORK/cold.toml
 TPL_CONF=$WORK/template.toml
-printf '[factory]\ntemplate = false\n' >"$COLD_CONF"
-printf '[factory]\ntemplate = true\ndir = "%s"\n' "$WORK/factory" >"$TPL_CONF"
+STOCK="[hypervisor]\nkernel = \"$REPO/build/guest/vmlinux\"\ninitrd = \"$REPO/build/guest/initramfs.img\"\n"
+printf "$STOCK"'[factory]\ntemplate = false\n' >"$COLD_CONF"
+printf "$STOCK"'[factory]\ntemplate = true\ndir = "%s"\n' "$WORK/factory" >"$TPL_CONF"
+# The minimal kernel's pair (the machine follows the kernel: microvm).
+MIN_KERNEL=$REPO/build/guest/vmlinux-minimal
+MIN_INITRD=$REPO/build/guest/initramfs-minimal.img
+MIN=0
+if [[ -f $MIN_KERNEL && -f $MIN_INITRD ]]; then
+	MIN=1
+	MIN_COLD_CONF=$WORK/min-cold.toml
+	MIN_TPL_CONF=$WORK/min-template.toml
+	MINK="[hypervisor]\nkernel = \"$MIN_KERNEL\"\ninitrd = \"$MIN_INITRD\"\n"
+	printf "$MINK"'[factory]\ntemplate = false\n' >"$MIN_COLD_CONF"
+	printf "$MINK"'[factory]\ntemplate = true\ndir = "%s"\n' "$WORK/factory" >"$MIN_TPL_CONF"
+else
+	echo "bench: no minimal kernel in build/guest (make kernel): its rows will say n/a" >&2
+fi
 
 # idle CONF NAME: create and start a `sleep 30` container, read its qemu's
 # memory after 2 s (Rss, and Pss, which splits pages shared with other
@@ -139,39 +159,59 @@ idle "$COLD_CONF" bench-idle-cold
 MEM_COLD=$MEM
 
 FLOOR_CON=$LOGS/floor-console.log
-FLOOR=("${QARGV[0]}")
-dropped=()
-i=1
-while ((i < ${#QARGV[@]})); do
-	a=${QARGV[i]}
-	case $a in
-	-machine | -cpu | -m | -smp | -kernel | -append)
-		FLOOR+=("$a" "${QARGV[i + 1]}"); i=$((i + 2)) ;;
-	-initrd)
-		FLOOR+=(-initrd "$FLOOR_INITRD"); i=$((i + 2)) ;;
-	-nographic | -nodefaults | -no-user-config | -no-reboot)
-		FLOOR+=("$a"); i=$((i + 1)) ;;
-	-*)
-		# an option with a value unless the next word is itself an option
-		if ((i + 1 < ${#QARGV[@]})) && [[ ${QARGV[i + 1]} != -* ]]; then
-			dropped+=("$a ${QARGV[i + 1]}"); i=$((i + 2))
-		else
-			dropped+=("$a"); i=$((i + 1))
-		fi ;;
-	*)
-		dropped+=("$a"); i=$((i + 1)) ;;
-	esac
-done
-FLOOR+=(-serial "file:$FLOOR_CON")
-[[ " ${FLOOR[*]} " == *" -initrd $FLOOR_INITRD "* ]] || { echo "bench: skiff's QEMU command line has no -initrd" >&2; exit 1; }
-echo "floor: $(printf '%q ' "${FLOOR[@]}")"
-echo "  (dropped from skiff's: $(printf '%s; ' "${dropped[@]}" | sed 's/; $//' | sed "s#$WORK#\$BENCH#g"))"
+# derive_floor NAME: the floor command line from QARGV (the last idle VM's)
+# into the array NAME.
+derive_floor() {
+	local -n out=$1
+	local a i=1
+	out=("${QARGV[0]}")
+	dropped=()
+	while ((i < ${#QARGV[@]})); do
+		a=${QARGV[i]}
+		case $a in
+		-machine | -cpu | -m | -smp | -kernel | -append)
+			out+=("$a" "${QARGV[i + 1]}"); i=$((i + 2)) ;;
+		-initrd)
+			out+=(-initrd "$FLOOR_INITRD"); i=$((i + 2)) ;;
+		-nographic | -nodefaults | -no-user-config | -no-reboot)
+			out+=("$a"); i=$((i + 1)) ;;
+		-*)
+			# an option with a value unless the next word is itself an option
+			if ((i + 1 < ${#QARGV[@]})) && [[ ${QARGV[i + 1]} != -* ]]; then
+				dropped+=("$a ${QARGV[i + 1]}"); i=$((i + 2))
+			else
+				dropped+=("$a"); i=$((i + 1))
+			fi ;;
+		*)
+			dropped+=("$a"); i=$((i + 1)) ;;
+		esac
+	done
+	out+=(-serial "file:$FLOOR_CON")
+	[[ " ${out[*]} " == *" -initrd $FLOOR_INITRD "* ]] || { echo "bench: skiff's QEMU command line has no -initrd" >&2; exit 1; }
+	echo "floor ($1): $(printf '%q ' "${out[@]}")"
+	echo "  (dropped from skiff's: $(printf '%s; ' "${dropped[@]}" | sed 's/; $//' | sed "s#$WORK#\$BENCH#g"))"
+}
+derive_floor FLOOR
+
+MEM_MIN_TPL="n/a" MEM_MIN_COLD="n/a"
+if ((MIN)); then
+	echo "the same with the minimal kernel (template first)..."
+	idle "$MIN_TPL_CONF" bench-idle-mtpl
+	idle "$MIN_TPL_CONF" bench-idle-mtpl2
+	MEM_MIN_TPL=$MEM
+	idle "$MIN_COLD_CONF" bench-idle-mcold
+	MEM_MIN_COLD=$MEM
+	derive_floor FLOOR_MIN
+	[[ " ${FLOOR_MIN[*]} " == *" -machine microvm"* ]] || echo "bench: note: the minimal kernel's VM is not on microvm" >&2
+fi
 
 # --- one timed run of each ---------------------------------------------------
 # Each appends its wall time in ns to $WORK/<name>.ns.
-run_skiff() { # i cold|template
+run_skiff() { # i cold|template|mcold|mtemplate
 	local s e rc=0 conf=$TPL_CONF
 	[[ $2 == cold ]] && conf=$COLD_CONF
+	[[ $2 == mcold ]] && conf=$MIN_COLD_CONF
+	[[ $2 == mtemplate ]] && conf=$MIN_TPL_CONF
 	s=$(now)
 	timeout "$RUN_TIMEOUT" "$SKIFF" --root "$ROOT" --config "$conf" run --bundle "$BUNDLE" "bench-$1" </dev/null >"$LOGS/skiff.out" 2>&1 || rc=$?
 	e=$(now)
@@ -181,18 +221,22 @@ run_skiff() { # i cold|template
 	[[ ! -e $ROOT/bench-$1 ]] || { echo "bench: skiff run left its state dir $ROOT/bench-$1" >&2; exit 1; }
 	echo $((e - s)) >>"$WORK/skiff-$2.ns"
 }
-run_floor() {
-	local s e rc=0
+run_floor() { # [min]
+	local s e rc=0 name=floor arr=FLOOR
+	if [[ ${1:-} == min ]]; then
+		name=floor-min arr=FLOOR_MIN
+	fi
+	local -n cmd=$arr
 	: >"$FLOOR_CON"
 	s=$(now)
-	timeout "$RUN_TIMEOUT" "${FLOOR[@]}" </dev/null >"$LOGS/floor.out" 2>&1 || rc=$?
+	timeout "$RUN_TIMEOUT" "${cmd[@]}" </dev/null >"$LOGS/floor.out" 2>&1 || rc=$?
 	e=$(now)
 	if ((rc != 0)); then
 		echo "bench: floor QEMU exited $rc:" >&2; tail -n 20 "$LOGS/floor.out" "$FLOOR_CON" >&2; exit 1
 	fi
-	grep -q 'reboot: Power down' "$FLOOR_CON" ||
+	grep -qE 'reboot: (Power down|Restarting system)' "$FLOOR_CON" ||
 		echo "bench: note: floor guest did not log 'reboot: Power down' (console: $(tail -c 200 "$FLOOR_CON" | tr -d '\r' | tail -n 2))" >&2
-	echo $((e - s)) >>"$WORK/floor.ns"
+	echo $((e - s)) >>"$WORK/$name.ns"
 }
 RUNC_OK=0
 RUNC_WHY="$RUNC not found"
@@ -214,6 +258,9 @@ run_runc() { # i
 # Warm-up (not counted): page cache, the accelerator verdict, runc's check.
 echo "warm-up..."
 run_skiff warm template && run_skiff warm cold && run_floor
+if ((MIN)); then
+	run_skiff warm mtemplate && run_skiff warm mcold && run_floor min
+fi
 if [[ -x $RUNC ]]; then
 	RUNC_OK=1
 	run_runc warm
@@ -226,6 +273,11 @@ for i in $(seq "$N"); do
 	run_skiff "$i" template
 	run_skiff "$i" cold
 	run_floor
+	if ((MIN)); then
+		run_skiff "$i" mtemplate
+		run_skiff "$i" mcold
+		run_floor min
+	fi
 	run_runc "$i"
 	printf '  run %d/%d done\n' "$i" "$N"
 done
@@ -247,9 +299,21 @@ echo "## \`run /bin/true\`, median of $N interleaved runs ($(nproc) CPUs, accel 
 echo
 echo "| what | median (s) | min | max | ratio to floor |"
 echo "|---|---:|---:|---:|---:|"
-printf '| skiff run (default: restored from a VM template) | %s | %s | %s | %s |\n' "$s_med" "$s_min" "$s_max" "$(ratio "$s_med" "$f_med")"
-printf '| skiff run (cold boot, [factory] template = false) | %s | %s | %s | %s |\n' "$c_med" "$c_min" "$c_max" "$(ratio "$c_med" "$f_med")"
+printf '| skiff run, stock kernel, restored from a VM template | %s | %s | %s | %s |\n' "$s_med" "$s_min" "$s_max" "$(ratio "$s_med" "$f_med")"
+printf '| skiff run, stock kernel, cold boot ([factory] template = false) | %s | %s | %s | %s |\n' "$c_med" "$c_min" "$c_max" "$(ratio "$c_med" "$f_med")"
 printf '| floor (raw QEMU, same kernel/machine, poweroff /init) | %s | %s | %s | 1.00 |\n' "$f_med" "$f_min" "$f_max"
+if ((MIN)); then
+	read -r fm_med fm_min fm_max < <(stats "$WORK/floor-min.ns")
+	read -r mc_med mc_min mc_max < <(stats "$WORK/skiff-mcold.ns")
+	read -r mt_med mt_min mt_max < <(stats "$WORK/skiff-mtemplate.ns")
+	printf '| minimal kernel cold (make kernel, microvm) | %s | %s | %s | %s (to its floor) |\n' "$mc_med" "$mc_min" "$mc_max" "$(ratio "$mc_med" "$fm_med")"
+	printf '| minimal kernel, template restore | %s | %s | %s | %s (to its floor), %s (to the stock floor) |\n' "$mt_med" "$mt_min" "$mt_max" "$(ratio "$mt_med" "$fm_med")" "$(ratio "$mt_med" "$f_med")"
+	printf '| floor, minimal kernel (raw QEMU, microvm, poweroff /init) | %s | %s | %s | 1.00 |\n' "$fm_med" "$fm_min" "$fm_max"
+else
+	echo "| minimal kernel cold (make kernel, microvm) | n/a | n/a | n/a | n/a |"
+	echo "| minimal kernel, template restore | n/a | n/a | n/a | n/a |"
+	echo "| floor, minimal kernel (raw QEMU, microvm, poweroff /init) | n/a | n/a | n/a | n/a |"
+fi
 if ((RUNC_OK)) && [[ -s $WORK/runc.ns ]]; then
 	read -r r_med r_min r_max < <(stats "$WORK/runc.ns")
 	printf '| runc run | %s | %s | %s | %s |\n' "$r_med" "$r_min" "$r_max" "$(ratio "$r_med" "$f_med")"
@@ -262,3 +326,7 @@ echo
 echo "skiff/floor = $(ratio "$s_med" "$f_med") with templates, $(ratio "$c_med" "$f_med") cold (target <= 1.30)"
 echo "cold-boot overhead over floor = $(awk -v s="$c_med" -v f="$f_med" 'BEGIN {printf "%.0f", (s - f) * 1000}') ms (median minus median)"
 echo "skiff qemu, idle container (sleep 30), 2 s after start: template clone: $MEM_TPL; cold boot: $MEM_COLD"
+if ((MIN)); then
+	echo "minimal kernel: cold / its floor = $(ratio "$mc_med" "$fm_med") (target <= 1.20); template restore $mt_med s = $(ratio "$mt_med" "$f_med") x the stock floor (target <= 0.2, <= 0.3 s)"
+	echo "minimal kernel, idle container: template clone: $MEM_MIN_TPL; cold boot: $MEM_MIN_COLD"
+fi

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -33,7 +34,8 @@ func (e *env) qemuPID(id string) int {
 }
 
 // QEMU killed under a running container: `run` (the caller waiting on the
-// container) exits 137, not 0, and nothing is left.
+// container) exits 137, not 0, the last error of --log says the VM was
+// killed, and nothing is left.
 func TestFaultQEMUKilledDuringRun(t *testing.T) {
 	skiffOnly(t)
 	t.Parallel()
@@ -48,7 +50,8 @@ func TestFaultQEMUKilledDuringRun(t *testing.T) {
 	defer f.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, runtimeBin, "--root", e.root, "run", "--bundle", b, id)
+	logPath := filepath.Join(e.dir, "log.json")
+	cmd := exec.CommandContext(ctx, runtimeBin, "--root", e.root, "--log", logPath, "--log-format", "json", "run", "--bundle", b, id)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -62,6 +65,9 @@ func TestFaultQEMUKilledDuringRun(t *testing.T) {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 137 {
 		t.Errorf("run exited with %v after its VM was killed, want exit status 137", err)
+	}
+	if last := lastLogError(t, logPath); !strings.Contains(last, "lost the container's VM") || !strings.Contains(last, "killed") {
+		t.Errorf("the last error of --log does not say the VM was killed: %q", last)
 	}
 	e.waitGone(qemu)
 }
@@ -90,7 +96,8 @@ func TestFaultShimKilled(t *testing.T) {
 }
 
 // A guest that never reaches the agent (here: the kernel finds no init)
-// fails create with a message quoting the guest console, and leaves
+// fails create with a message quoting the guest console, also as the last
+// error of --log in JSON (what containerd's runc shim reports), and leaves
 // nothing; the same ID can be created again afterwards.
 func TestFaultGuestWithoutAgent(t *testing.T) {
 	skiffOnly(t)
@@ -100,11 +107,15 @@ func TestFaultGuestWithoutAgent(t *testing.T) {
 	os.WriteFile(cfg, []byte("[hypervisor]\nboot_timeout = 20\nkernel_params = \"rdinit=/no/such/init\"\n"), 0o644)
 	b := e.bundle("c", []string{"/bin/true"})
 	id := e.id("c1")
+	logPath := filepath.Join(e.dir, "log.json")
 	start := time.Now()
-	r, _ := e.rtFiles("--config", cfg, "create", "--bundle", b, id)
+	r, _ := e.rtFiles("--config", cfg, "--log", logPath, "--log-format", "json", "create", "--bundle", b, id)
 	msg := e.mustFail(r)
 	if !strings.Contains(msg, "guest console") {
 		t.Errorf("create's error does not quote the guest console: %q", msg)
+	}
+	if last := lastLogError(t, logPath); !strings.Contains(last, "guest console") || !strings.Contains(last, "Kernel panic") {
+		t.Errorf("the last error of --log does not quote the guest console and its kernel panic: %q", last)
 	}
 	if d := time.Since(start); d > 40*time.Second {
 		t.Errorf("create took %v to fail, boot_timeout is 20s", d)
@@ -117,6 +128,30 @@ func TestFaultGuestWithoutAgent(t *testing.T) {
 	if r.code != 0 {
 		t.Errorf("run with the ID of a failed create: %v", r)
 	}
+}
+
+// lastLogError is the message of the last "level":"error" line of a JSON
+// --log, as containerd's runc shim finds it.
+func lastLogError(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read --log: %v", err)
+	}
+	last := ""
+	for _, line := range strings.Split(string(data), "\n") {
+		var entry struct {
+			Level string `json:"level"`
+			Msg   string `json:"msg"`
+		}
+		if json.Unmarshal([]byte(line), &entry) == nil && entry.Level == "error" {
+			last = entry.Msg
+		}
+	}
+	if last == "" {
+		t.Errorf("no \"level\":\"error\" line in --log:\n%s", data)
+	}
+	return last
 }
 
 // The create process killed while the VM boots: delete --force leaves

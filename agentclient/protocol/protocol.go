@@ -285,5 +285,9 @@ func YamuxConfig() *yamux.Config {
 	c.EnableKeepAlive = false
 	c.LogOutput = io.Discard
 	c.StreamOpenTimeout = 0
+	// A stream may have this much in flight before its sender waits for
+	// the receiver's window update: a round trip through the guest is slow
+	// under TCG, and yamux's 256 kB default caps a stdout stream's rate.
+	c.MaxStreamWindowSize = 4 << 20
 	return c
 }

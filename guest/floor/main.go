@@ -3,11 +3,23 @@
 // the cost of the VM and kernel alone, with no agent work.
 package main
 
-import "syscall"
+import (
+	"os"
+	"syscall"
+)
 
 func main() {
 	syscall.Sync()
-	// Without a power-off method (no ACPI) this returns; PID 1 then exits
-	// and the kernel panics, which with panic=-1 and -no-reboot stops QEMU too.
-	_ = syscall.Reboot(syscall.LINUX_REBOOT_CMD_POWER_OFF)
+	// Ends the VM the way skiff's agent does (agent/boot.go offCmd): power
+	// off where the kernel has ACPI; without it (the minimal kernel on
+	// microvm) power-off would halt with QEMU still running, so reboot,
+	// which -no-reboot turns into QEMU's exit.
+	cmd := syscall.LINUX_REBOOT_CMD_POWER_OFF
+	os.Mkdir("/sys", 0o755)
+	if syscall.Mount("sysfs", "/sys", "sysfs", 0, "") == nil {
+		if _, err := os.Stat("/sys/firmware/acpi"); err != nil {
+			cmd = syscall.LINUX_REBOOT_CMD_RESTART
+		}
+	}
+	_ = syscall.Reboot(cmd)
 }

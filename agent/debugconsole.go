@@ -1,0 +1,200 @@
+package agent
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/skiff-oci/skiff/agent/container"
+	"github.com/skiff-oci/skiff/agentclient/protocol"
+)
+
+func init() {
+	handlers[protocol.MethodDebugConsole] = (*Agent).debugConsole
+}
+
+// debugShell is busybox's shell, put in the initramfs by guest/build.sh
+// and kept reachable by keepGuestBin.
+const debugShell = "/bin/sh"
+
+var validTerm = regexp.MustCompile(`^[A-Za-z0-9._+-]{1,64}$`)
+
+// debugConsole starts a shell in the guest's own root and namespaces, as
+// root: what an operator needs to look at the guest a container runs in.
+// The host decides whether anyone may call it (runtime.debug_console).
+func (a *Agent) debugConsole(body json.RawMessage) (any, func(net.Conn), error) {
+	var req protocol.DebugConsoleRequest
+	if err := decode(body, &req); err != nil {
+		return nil, nil, err
+	}
+	if !validID.MatchString(req.ExecID) {
+		return nil, nil, fmt.Errorf("invalid exec ID %q", req.ExecID)
+	}
+	term := "dumb"
+	if req.Term != "" {
+		if !validTerm.MatchString(req.Term) {
+			return nil, nil, fmt.Errorf("invalid TERM %q", req.Term)
+		}
+		term = req.Term
+	}
+	c, err := a.lookup(req.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	a.mu.Lock()
+	if _, dup := c.execs[req.ExecID]; dup {
+		a.mu.Unlock()
+		return nil, nil, fmt.Errorf("container %s: process %s already exists", req.ID, req.ExecID)
+	}
+	c.execs[req.ExecID] = nil // reserve the ID while starting
+	a.mu.Unlock()
+
+	p, err := a.startDebugShell(&req, term)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err != nil {
+		delete(c.execs, req.ExecID)
+		return nil, nil, fmt.Errorf("debug console: %w", err)
+	}
+	c.execs[req.ExecID] = p
+	a.log.debugf("debug console %s started, pid %d", req.ExecID, p.pid)
+	return protocol.DebugConsoleResponse{PID: p.pid}, nil, nil
+}
+
+func (a *Agent) startDebugShell(req *protocol.DebugConsoleRequest, term string) (*proc, error) {
+	if _, err := os.Stat(debugShell); err != nil {
+		return nil, fmt.Errorf("no shell in the guest (%w): the guest image was built without busybox; rebuild it with guest/build.sh", err)
+	}
+	child, stdio, err := newStdio()
+	if err != nil {
+		return nil, err
+	}
+	closeAll := func() {
+		for i := range child {
+			child[i].Close()
+			stdio[i].f.Close()
+		}
+	}
+	files := []uintptr{child[0].Fd(), child[1].Fd(), child[2].Fd()}
+	sys := &syscall.SysProcAttr{Setsid: true}
+	var master *os.File
+	if req.Terminal {
+		m, slave, err := openPty(req.Rows, req.Cols)
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		defer slave.Close()
+		master = m
+		files = []uintptr{slave.Fd(), slave.Fd(), slave.Fd()}
+		sys.Setctty, sys.Ctty = true, 0
+	}
+	attr := &syscall.ProcAttr{
+		Dir:   "/",
+		Env:   []string{"PATH=/bin:/sbin:/usr/bin:/usr/sbin", "HOME=/", "TERM=" + term, `PS1=[skiff guest \w]# `},
+		Files: files,
+		Sys:   sys,
+	}
+	pid, statusCh, err := a.reaper.Track(func() (int, error) {
+		return syscall.ForkExec(debugShell, []string{"sh"}, attr)
+	})
+	for _, f := range child {
+		f.Close()
+	}
+	if err != nil {
+		for _, p := range stdio {
+			p.f.Close()
+		}
+		if master != nil {
+			master.Close()
+		}
+		return nil, fmt.Errorf("start %s: %w", debugShell, err)
+	}
+	done := make(chan struct{})
+	var ws unix.WaitStatus
+	go func() {
+		ws = <-statusCh
+		close(done)
+	}()
+	p := &proc{
+		pid:   pid,
+		stdio: stdio,
+		done:  done,
+		status: func() int {
+			<-done
+			return container.ExitStatus(ws)
+		},
+		signal: func(sig unix.Signal) error {
+			select {
+			case <-done:
+				return nil
+			default:
+			}
+			if err := unix.Kill(pid, sig); err != nil && err != unix.ESRCH {
+				return err
+			}
+			return nil
+		},
+	}
+	if master != nil {
+		p.useTerminal(master)
+	}
+	return p, nil
+}
+
+// openPty makes a pty of the guest's devpts: the master (non-blocking, so
+// that the runtime's poller drives it) and the slave.
+func openPty(rows, cols uint16) (master, slave *os.File, err error) {
+	m, err := unix.Open("/dev/pts/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		if m, err = unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0); err != nil {
+			return nil, nil, fmt.Errorf("open /dev/ptmx: %w", err)
+		}
+	}
+	fail := func(err error) (*os.File, *os.File, error) {
+		unix.Close(m)
+		return nil, nil, err
+	}
+	if err := unix.IoctlSetPointerInt(m, unix.TIOCSPTLCK, 0); err != nil {
+		return fail(fmt.Errorf("unlock pty: %w", err))
+	}
+	n, err := unix.IoctlGetInt(m, unix.TIOCGPTN)
+	if err != nil {
+		return fail(fmt.Errorf("pty number: %w", err))
+	}
+	name := fmt.Sprintf("/dev/pts/%d", n)
+	s, err := unix.Open(name, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fail(fmt.Errorf("open %s: %w", name, err))
+	}
+	if rows > 0 && cols > 0 {
+		unix.IoctlSetWinsize(m, unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
+	}
+	return os.NewFile(uintptr(m), "ptmx"), os.NewFile(uintptr(s), name), nil
+}
+
+// keepGuestBin bind-mounts the initramfs's /bin (busybox, for the debug
+// console) read-only into the root the agent moves to: the initramfs
+// itself becomes unreachable. A guest without /bin loses nothing but the
+// debug console, so failures are only reported on the console.
+func keepGuestBin(newRoot string) {
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		return
+	}
+	target := newRoot + "/bin"
+	err := os.Mkdir(target, 0o755)
+	if err == nil {
+		err = unix.Mount("/bin", target, "", unix.MS_BIND, "")
+	}
+	if err == nil {
+		err = unix.Mount("", target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, "")
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "skiff-agent: error keep /bin for the debug console: %v\n", err)
+	}
+}

@@ -1,0 +1,30 @@
+package sandbox
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestConsoleTailKeepsThePanicLine(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("[    1.0] Run /init as init process\n")
+	b.WriteString("[    1.7] Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)\r\n")
+	for i := 0; i < 20; i++ {
+		fmt.Fprintf(&b, "[    1.8] trace line %d\n", i)
+	}
+	path := filepath.Join(t.TempDir(), "console.log")
+	os.WriteFile(path, []byte(b.String()), 0o600)
+	got := consoleTail(path, 12)
+	lines := strings.Split(got, "\n")
+	if len(lines) != 14 || !strings.HasSuffix(lines[0], "Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)") || lines[1] != "[...]" || lines[13] != "[    1.8] trace line 19" {
+		t.Errorf("consoleTail:\n%s", got)
+	}
+
+	os.WriteFile(path, []byte("a\nb\n"), 0o600)
+	if got := consoleTail(path, 12); got != "a\nb" {
+		t.Errorf("consoleTail of a short log without a panic = %q", got)
+	}
+}
