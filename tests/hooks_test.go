@@ -69,3 +69,19 @@ func TestHookFailureFailsCreateCleanly(t *testing.T) {
 		t.Errorf("state left after a failed hook: %v", err)
 	}
 }
+
+// A hook whose path does not exist fails create with a message naming it.
+func TestHookUnknownPath(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	b := e.bundle("c", sh("echo never"), func(s *specs.Spec) {
+		s.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/nonexistent/hook"}}}
+	})
+	r, _ := e.rtFiles("create", "--bundle", b, e.id("c1"))
+	if msg := e.mustFail(r); !strings.Contains(msg, "/nonexistent/hook") {
+		t.Errorf("message %q does not name the hook", msg)
+	}
+	if _, err := os.Stat(filepath.Join(e.root, e.id("c1"))); !os.IsNotExist(err) {
+		t.Errorf("state left after a missing hook: %v", err)
+	}
+}
