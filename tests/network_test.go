@@ -90,8 +90,10 @@ func (ns *netns) links(t *testing.T) []string {
 	var names []string
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		// "2: eth0@if5: <...> ..."
+		// Only link lines: ip may also print notes ("Peer netns reference
+		// is invalid.") while another test's namespace goes away.
 		f := strings.Fields(line)
-		if len(f) > 1 {
+		if len(f) > 1 && strings.HasSuffix(f[0], ":") && strings.Trim(f[0], "0123456789:") == "" {
 			names = append(names, strings.SplitN(strings.TrimSuffix(f[1], ":"), "@", 2)[0])
 		}
 	}
