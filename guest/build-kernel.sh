@@ -19,9 +19,10 @@
 # (config.resolveGuest). Remove them to go back to the stock kernel.
 #
 # Keys (OUTDIR/.kernel-minimal.key, OUTDIR/.initramfs-minimal.key): the
-# kernel is rebuilt only when the source package, the fragment or this
-# script changes (~10 min on 2 cores), the initramfs when initramfs.img
-# changes.
+# kernel is reconfigured only when the source package or the fragment
+# changes, and `make vmlinux` is incremental (~10 min on 2 cores from
+# scratch, seconds when nothing changed); the initramfs is remade when
+# initramfs.img changes. The build tree is CACHE/linux-build-minimal.
 #
 # Environment:
 #   SKIFF_GUEST_CACHE   download/extraction/build cache (default OUTDIR/../cache)
