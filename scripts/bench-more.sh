@@ -15,12 +15,15 @@ N=${BENCH_RUNS:-5}
 WORK=$(mktemp -d /tmp/skiff-bench-more.XXXXXX)
 ROOT=$WORK/root
 NS=skiffbench$$
+# Clean-up removes only what this run made (never other users' containers),
+# each step on its own, so one failure cannot keep the rest from running.
 cleanup() {
-	for d in "$ROOT"/*/; do [[ -d $d ]] && "$SKIFF" --root "$ROOT" delete --force "$(basename "$d")" >/dev/null 2>&1 || true; done
-	"$RUNC" --root "$WORK/runc" list -q 2>/dev/null | xargs -r -n1 "$RUNC" --root "$WORK/runc" delete --force >/dev/null 2>&1 || true
-	podman rm -af -t 0 >/dev/null 2>&1 || true
-	ip netns del "$NS" 2>/dev/null || true
-	ip link del "vb$$" 2>/dev/null || true
+	set +e
+	pkill -P $$ 2>/dev/null
+	ip netns del "$NS" 2>/dev/null
+	ip link del "vb$$" 2>/dev/null
+	for d in "$ROOT"/*/; do [[ -d $d ]] && "$SKIFF" --root "$ROOT" delete --force "$(basename "$d")" >/dev/null 2>&1; done
+	"$RUNC" --root "$WORK/runc" list -q 2>/dev/null | xargs -r -n1 "$RUNC" --root "$WORK/runc" delete --force >/dev/null 2>&1
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -89,10 +92,10 @@ echo "| stdout, 256 MiB (incl. start) | skiff $(mbps "$os") MiB/s | runc $(mbps 
 ip netns add "$NS"
 ip link add "vb$$" type veth peer name vbc
 ip link set vbc netns "$NS"
-ip addr add 10.231.0.1/24 dev "vb$$"; ip link set "vb$$" up
-ip -n "$NS" addr add 10.231.0.2/24 dev vbc; ip -n "$NS" link set vbc up; ip -n "$NS" link set lo up
+ip addr add 10.231.$(($$ % 250)).1/24 dev "vb$$"; ip link set "vb$$" up
+ip -n "$NS" addr add 10.231.$(($$ % 250)).2/24 dev vbc; ip -n "$NS" link set vbc up; ip -n "$NS" link set lo up
 NETSIZE=$((64 << 20))
-bundle '"/bin/sh", "-c", "head -c '$NETSIZE' /dev/zero | nc 10.231.0.1 5601"' "/var/run/netns/$NS"
+bundle '"/bin/sh", "-c", "head -c '$NETSIZE' /dev/zero | nc 10.231.'$(($$ % 250))'.1 5601"' "/var/run/netns/$NS"
 : >"$WORK/n-skiff"; : >"$WORK/n-runc"
 for i in $(seq "$N"); do
 	for rt in skiff runc; do
