@@ -78,7 +78,11 @@ func (c *Client) open(ctx context.Context, method string, req, resp any, deadlin
 		st.SetDeadline(dl)
 	}
 	// A context cancelled mid-call must unblock the read too.
-	stop := context.AfterFunc(ctx, func() { st.SetDeadline(time.Unix(1, 0)) })
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		st.SetDeadline(time.Unix(1, 0))
+		close(fired)
+	})
 	defer stop()
 
 	if err := protocol.WriteFrame(st, r); err != nil {
@@ -102,6 +106,11 @@ func (c *Client) open(ctx context.Context, method string, req, resp any, deadlin
 			st.Close()
 			return nil, fmt.Errorf("agent %s: bad reply: %w", method, err)
 		}
+	}
+	// A ctx ending just now must not leave the stream with a past
+	// deadline: wait for its function if it already runs, then clear.
+	if !stop() {
+		<-fired
 	}
 	st.SetDeadline(time.Time{})
 	return st, nil

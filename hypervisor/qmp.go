@@ -135,9 +135,18 @@ func (c *QMP) bind(ctx context.Context) func() {
 	if d, ok := ctx.Deadline(); ok {
 		c.conn.SetDeadline(d)
 	}
-	stop := context.AfterFunc(ctx, func() { c.conn.SetDeadline(time.Unix(1, 0)) })
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		c.conn.SetDeadline(time.Unix(1, 0))
+		close(fired)
+	})
 	return func() {
-		stop()
+		// If ctx ended just as the call returned, the function may be
+		// running: let it finish before clearing the deadline, or it
+		// would poison the next call.
+		if !stop() {
+			<-fired
+		}
 		c.conn.SetDeadline(time.Time{})
 	}
 }
