@@ -216,17 +216,7 @@ func forkIntoPIDNS(pidNS *os.File, attr *syscall.ProcAttr, r Reaper) (int, <-cha
 
 // IsExecInit reports whether this process is an exec child started by
 // Container.Exec.
-func IsExecInit() bool {
-	if len(os.Args) < 2 || os.Args[1] != ExecArg {
-		return false
-	}
-	for _, e := range os.Environ() {
-		if e == execEnv {
-			return true
-		}
-	}
-	return false
-}
+func IsExecInit() bool { return startedAs(ExecArg, execEnv) }
 
 // ExecInit is the exec child's main: it joins the container's mount, UTS
 // and IPC namespaces (its PID namespace and cgroup it was born in), sets

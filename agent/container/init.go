@@ -27,12 +27,17 @@ func warnf(format string, args ...any) {
 }
 
 // IsInit reports whether this process is a container init started by New.
-func IsInit() bool {
-	if len(os.Args) < 2 || os.Args[1] != InitArg {
+func IsInit() bool { return startedAs(InitArg, initEnv) }
+
+// startedAs tells whether the agent re-executed itself as this process:
+// both the argument and the environment marker must be there, so that a
+// stray argument alone never turns the guest's PID 1 into something else.
+func startedAs(arg, env string) bool {
+	if len(os.Args) < 2 || os.Args[1] != arg {
 		return false
 	}
 	for _, e := range os.Environ() {
-		if e == initEnv {
+		if e == env {
 			return true
 		}
 	}
