@@ -11,7 +11,9 @@ package agent
 import (
 	"os"
 	"sync"
+	"time"
 
+	"github.com/skiff-oci/skiff/agent/container"
 	"github.com/skiff-oci/skiff/agentclient/protocol"
 )
 
@@ -24,6 +26,53 @@ type Agent struct {
 	containers map[string]*ctr           // nil value: being created
 	shares     map[string]protocol.Share // by guest path
 	stopping   bool
+
+	// zygote is the next container's init, started at boot; nil once
+	// used (a guest runs one container) or if it could not start.
+	zygoteMu sync.Mutex
+	zygote   *container.Zygote
+}
+
+// zygoteWait bounds the wait for a zygote to come up: it needs as long as
+// the agent's own start, ~60 ms under TCG.
+const zygoteWait = 5 * time.Second
+
+// waitZygote returns once the zygote waits for work (or was dropped): a
+// VM template saved after it holds a zygote ready in every clone.
+func (a *Agent) waitZygote() {
+	a.zygoteMu.Lock()
+	defer a.zygoteMu.Unlock()
+	if a.zygote == nil {
+		return
+	}
+	if err := a.zygote.WaitReady(zygoteWait); err != nil {
+		a.log.errorf("%v", err)
+		a.zygote = nil
+	}
+}
+
+// takeZygote hands out the ready zygote, if any; putZygote takes back
+// one that was not used.
+func (a *Agent) takeZygote() *container.Zygote {
+	a.waitZygote()
+	a.zygoteMu.Lock()
+	defer a.zygoteMu.Unlock()
+	z := a.zygote
+	a.zygote = nil
+	return z
+}
+
+func (a *Agent) putZygote(z *container.Zygote) {
+	if z == nil || z.Spent() {
+		return
+	}
+	a.zygoteMu.Lock()
+	defer a.zygoteMu.Unlock()
+	if a.zygote == nil {
+		a.zygote = z
+	} else {
+		z.Discard()
+	}
 }
 
 // Main is the guest's init. It does not return.
@@ -40,6 +89,11 @@ func Main() {
 		reaper:     newReaper(),
 		containers: map[string]*ctr{},
 		shares:     map[string]protocol.Share{},
+	}
+	if z, err := container.StartZygote(a.reaper); err != nil {
+		log.errorf("%v", err)
+	} else {
+		a.zygote = z
 	}
 	a.serveChannel()
 }

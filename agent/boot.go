@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/skiff-oci/skiff/agent/container"
 	"github.com/skiff-oci/skiff/agentclient/protocol"
 )
 
@@ -130,6 +131,16 @@ func boot(log *logger) string {
 	log.debugf("booting, cmdline %q", cmdline)
 
 	for _, m := range bootMount {
+		if m.fstype == "cgroup2" {
+			// favordynmods (Linux 6.0) makes moving a process into a
+			// cgroup cheap: without it each move waits for an RCU grace
+			// period, ~20 ms under TCG, on every container's creation.
+			fast := m
+			fast.data = "favordynmods"
+			if fast.mount() == nil {
+				continue
+			}
+		}
 		if err := m.mount(); err != nil {
 			if m.fstype == "cgroup2" {
 				log.debugf("no cgroup2: %v", err)
@@ -138,6 +149,7 @@ func boot(log *logger) string {
 			log.errorf("%v", err)
 		}
 	}
+	container.PrepareCgroups()
 	if err := loadModules(cmdline, log); err != nil {
 		log.errorf("%v", err)
 	}

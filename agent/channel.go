@@ -140,6 +140,9 @@ func (a *Agent) waitHost(port *os.File) {
 			unix.FcntlInt(fd, unix.F_SETFL, fl|unix.O_ASYNC)
 		}
 	})
+	// Nobody is connected yet: this may be a VM template, saved on this
+	// message, so the zygote must be waiting in it by then.
+	a.waitZygote()
 	a.log.say(protocol.WaitingMessage)
 	delay := 500 * time.Microsecond
 	for !connected() {

@@ -254,7 +254,9 @@ func (a *Agent) create(req *protocol.CreateContainerRequest) (_ *ctr, err error)
 		return nil, err
 	}
 	c := &ctr{id: req.ID, execs: map[string]*proc{}}
-	c.c, err = container.New(req.ID, req.Spec, child[0], child[1], child[2], a.reaper)
+	z := a.takeZygote()
+	c.c, err = container.New(req.ID, req.Spec, child[0], child[1], child[2], a.reaper, z)
+	a.putZygote(z)
 	for _, f := range child {
 		f.Close()
 	}

@@ -203,10 +203,12 @@ func (s *shim) boot() error {
 	if err == nil {
 		s.agent = agent
 		_, err = agent.Ping(bootCtx)
+		s.log.Debug("agent answered")
 	}
 	if err == nil && restored {
 		err = reseed(bootCtx, agent)
 		nw.restoredNICs(templateMAC)
+		s.log.Debug("guest reseeded")
 	}
 	if err != nil {
 		select {
@@ -225,6 +227,7 @@ func (s *shim) boot() error {
 	if err := nw.configureGuest(cctx, agent); err != nil {
 		return err
 	}
+	s.log.Debug("guest network configured")
 	pid, err := agent.CreateContainer(cctx, &protocol.CreateContainerRequest{ID: st.ID, Spec: plan.Spec, Shares: plan.Guest})
 	if err != nil {
 		return fmt.Errorf("create container in the guest: %w", err)

@@ -197,11 +197,14 @@ func TestExecRefused(t *testing.T) {
 		t.Errorf("exec into an unknown container says %q, want it to say it does not exist", msg)
 	}
 
-	// A created container (not started yet) takes exec, as with runc.
+	// A created container (not started yet) takes exec, as with runc,
+	// inside the container already: the /proc it sees is its PID
+	// namespace's (PID 1 is the container's init, not the guest's).
 	cid := e.id("created")
 	e.create(cid, e.bundle("created", sh(execInit)))
-	if r := e.rt("exec", cid, "sh", "-c", "cat /dev/shm/marker 2>/dev/null || echo no-marker"); r.code != 0 || strings.TrimSpace(r.stdout) != "no-marker" {
-		t.Errorf("exec into a created container: want it to run before the init did: %v", r)
+	r := e.rt("exec", cid, "sh", "-c", `cat /dev/shm/marker 2>/dev/null || echo no-marker; [ "$(readlink /proc/1/ns/pid)" = "$(readlink /proc/self/ns/pid)" ] && echo own-proc`)
+	if r.code != 0 || r.stdout != "no-marker\nown-proc\n" {
+		t.Errorf("exec into a created container: want it to run before the init did, in the container's mounts: %v", r)
 	}
 	e.mustOK(e.rt("delete", cid))
 

@@ -71,8 +71,9 @@ type Container struct {
 // New creates the container's process with stdio on the given files (the
 // child's ends; the caller keeps and closes its own copies) and returns once
 // the process is ready to exec the user program. A setup failure is returned
-// as an error and leaves no process behind.
-func New(id string, spec *specs.Spec, stdin, stdout, stderr *os.File, r Reaper) (*Container, error) {
+// as an error and leaves no process behind. The process is z when z (which
+// may be nil) can be it; z is spent then.
+func New(id string, spec *specs.Spec, stdin, stdout, stderr *os.File, r Reaper, z *Zygote) (*Container, error) {
 	if err := Validate(spec); err != nil {
 		return nil, err
 	}
@@ -125,28 +126,60 @@ func New(id string, spec *specs.Spec, stdin, stdout, stderr *os.File, r Reaper) 
 		Files: files,
 		Sys:   &syscall.SysProcAttr{Setsid: true, Cloneflags: flags},
 	}
-	cgroup, cgfd := makeCgroup(id)
+	var (
+		cgroup    string
+		warnings  []string
+		useZygote = z.usableFor(spec)
+	)
+	notZygote := func(err error) {
+		warnings = append(warnings, fmt.Sprintf("warning: %v; starting a container init", err))
+		z.Discard()
+		useZygote = false
+	}
+	if useZygote {
+		var err error
+		if cgroup, err = z.adoptCgroup(id); err != nil {
+			notZygote(err)
+		}
+	}
+	if !useZygote {
+		cgroup = intoCgroup(id, attr)
+	}
 	if spec.Linux != nil {
 		if err := applyResources(cgroup, spec.Linux.Resources); err != nil {
-			if cgfd >= 0 {
-				unix.Close(cgfd)
+			if attr.Sys.UseCgroupFD {
+				unix.Close(attr.Sys.CgroupFD)
 			}
+			z.Discard()
 			os.Remove(cgroup)
 			return nil, fmt.Errorf("resources: %w", err)
 		}
 	}
-	if cgfd >= 0 {
-		defer unix.Close(cgfd)
-		attr.Sys.UseCgroupFD = true
-		attr.Sys.CgroupFD = cgfd
+	var (
+		pid      int
+		statusCh <-chan unix.WaitStatus
+	)
+	if useZygote {
+		if pid, statusCh, err = z.hand(files); err != nil {
+			notZygote(err)
+			if cgroup != "" {
+				intoCgroup(id, attr) // the one the zygote was moved to
+			}
+		}
 	}
-	pid, statusCh, err := r.Track(func() (int, error) {
-		return syscall.ForkExec("/proc/self/exe", []string{"skiff-init", InitArg}, attr)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("start container init: %w", err)
+	if !useZygote {
+		pid, statusCh, err = r.Track(func() (int, error) {
+			return syscall.ForkExec("/proc/self/exe", []string{"skiff-init", InitArg}, attr)
+		})
+		if attr.Sys.UseCgroupFD {
+			unix.Close(attr.Sys.CgroupFD)
+		}
+		if err != nil {
+			os.Remove(cgroup)
+			return nil, fmt.Errorf("start container init: %w", err)
+		}
 	}
-	c := &Container{id: id, pid: pid, cgroup: cgroup, done: make(chan struct{})}
+	c := &Container{id: id, pid: pid, cgroup: cgroup, done: make(chan struct{}), warnings: warnings}
 	go func() {
 		c.status = <-statusCh
 		close(c.done)
@@ -356,6 +389,17 @@ func makeCgroup(id string) (string, int) {
 		return "", -1
 	}
 	return dir, fd
+}
+
+// intoCgroup makes the container's cgroup and sets attr to fork into it;
+// the caller closes attr.Sys.CgroupFD after the fork.
+func intoCgroup(id string, attr *syscall.ProcAttr) string {
+	dir, fd := makeCgroup(id)
+	if fd >= 0 {
+		attr.Sys.UseCgroupFD = true
+		attr.Sys.CgroupFD = fd
+	}
+	return dir
 }
 
 // signalCgroup signals every process of a cgroup; SIGKILL goes through

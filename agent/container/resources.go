@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -12,15 +13,28 @@ import (
 // applyResources writes the spec's limits into the container's cgroup v2
 // directory in the guest: the limits hold inside the VM as they would on a
 // host, whatever the VM's own size.
+// PrepareCgroups creates the parent of the containers' cgroups and enables
+// the controllers their limits need, once: changing subtree_control waits
+// for an RCU grace period (~20 ms under TCG), which the agent pays at boot,
+// before a VM template is saved, rather than in each container's creation.
+func PrepareCgroups() {
+	prepareOnce.Do(func() {
+		if err := os.MkdirAll(cgroupRoot, 0o755); err != nil {
+			return
+		}
+		for _, p := range []string{filepath.Dir(cgroupRoot), cgroupRoot} {
+			os.WriteFile(filepath.Join(p, "cgroup.subtree_control"), []byte("+memory +cpu +pids"), 0)
+		}
+	})
+}
+
+var prepareOnce sync.Once
+
 func applyResources(dir string, r *specs.LinuxResources) error {
 	if r == nil || dir == "" {
 		return nil
 	}
-	// The controllers must be enabled for the children of the parent.
-	enable := "+memory +cpu +pids"
-	for _, p := range []string{filepath.Dir(filepath.Dir(dir)), filepath.Dir(dir)} {
-		os.WriteFile(filepath.Join(p, "cgroup.subtree_control"), []byte(enable), 0)
-	}
+	PrepareCgroups()
 	var writes [][2]string
 	if m := r.Memory; m != nil {
 		if m.Limit != nil && *m.Limit > 0 {
