@@ -2,6 +2,7 @@ package commands
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"text/tabwriter"
 	"time"
@@ -18,12 +19,15 @@ var Factory = &cli.Command{
 	Usage: "manage VM templates (sandboxes start from a saved, booted guest)",
 	Description: `With [factory] template = true (the default) the first sandbox of a
 configuration builds its template and later ones are restored from it.
-init builds the template now; status lists templates; destroy removes them
-(they are rebuilt on demand).`,
+With [factory] cache = N, N sandboxes restored from the template wait in a
+pool for create to take (a shim that takes one starts its replacement).
+init builds the template now and fills the pool; status lists templates
+and pooled VMs; destroy stops the waiting pooled VMs and removes the
+templates (they are rebuilt on demand).`,
 	Subcommands: []*cli.Command{
 		{
 			Name:  "init",
-			Usage: "build the VM template of the current configuration",
+			Usage: "build the VM template of the current configuration and fill the pool ([factory] cache)",
 			Action: func(c *cli.Context) error {
 				cfg, err := loadConfig(c)
 				if err != nil {
@@ -34,12 +38,12 @@ init builds the template now; status lists templates; destroy removes them
 					return err
 				}
 				fmt.Println(t.Dir)
-				return nil
+				return sandbox.Fill(c.Context, cfg, c.String("root"))
 			},
 		},
 		{
 			Name:  "status",
-			Usage: "list VM templates",
+			Usage: "list VM templates and pooled VMs",
 			Action: func(c *cli.Context) error {
 				cfg, err := loadConfig(c)
 				if err != nil {
@@ -55,12 +59,55 @@ init builds the template now; status lists templates; destroy removes them
 				for _, t := range list {
 					fmt.Fprintf(w, "%s\t%s\t%dM\t%d\t%s\t%s\n", t.Key, t.Created.Format(time.RFC3339), t.Memory, t.VCPUs, t.Accel, t.Kernel)
 				}
+				if err := w.Flush(); err != nil {
+					return err
+				}
+				members := sandbox.Factory{Dir: cfg.Factory.Dir}.Pool().List()
+				fmt.Printf("\npool: cache = %d, %d VM(s)\n", cfg.Factory.Cache, len(members))
+				if len(members) == 0 {
+					return nil
+				}
+				fmt.Fprint(w, "MEMBER\tTEMPLATE\tCREATED\tSTATE\tQEMU PID\n")
+				for _, m := range members {
+					state := "filling"
+					switch {
+					case m.Sandbox != "":
+						state = "taken by " + m.Sandbox
+					case m.Ready && m.QEMUPID == 0:
+						state = "dead"
+					case m.Ready:
+						state = "ready"
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\n", m.ID, m.Key, m.Created.Format(time.RFC3339), state, m.QEMUPID)
+				}
 				return w.Flush()
 			},
 		},
 		{
+			Name:   "fill",
+			Usage:  "start pooled VMs until [factory] cache are waiting (run by the shim)",
+			Hidden: true,
+			Flags:  []cli.Flag{&cli.BoolFlag{Name: "config-stdin", Usage: "read the configuration, as JSON, from stdin"}},
+			Action: func(c *cli.Context) error {
+				cfg, err := loadConfig(c)
+				if err != nil {
+					return err
+				}
+				if c.Bool("config-stdin") {
+					b, err := io.ReadAll(io.LimitReader(os.Stdin, 1<<20))
+					if err != nil {
+						return fmt.Errorf("factory fill: read stdin: %w", err)
+					}
+					if cfg, err = sandbox.ParseFillConfig(b); err != nil {
+						return err
+					}
+				}
+				return sandbox.Fill(c.Context, cfg, c.String("root"))
+			},
+		},
+		{
 			Name:  "destroy",
-			Usage: "remove every VM template",
+			Usage: "stop every waiting pooled VM and remove every VM template",
 			Action: func(c *cli.Context) error {
 				cfg, err := loadConfig(c)
 				if err != nil {

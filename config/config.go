@@ -55,6 +55,9 @@ type Factory struct {
 	Template bool `toml:"template"`
 	// Dir holds the templates, shared by every state root.
 	Dir string `toml:"dir"`
+	// Cache is how many sandboxes of the default size wait, restored from
+	// the template and connected, for create to take (0: no pool).
+	Cache int `toml:"cache"`
 }
 
 // Runtime configures the host side.
@@ -127,6 +130,10 @@ func Load(path string) (*Config, error) {
 	return c, nil
 }
 
+// MaxCache bounds factory.cache: each waiting sandbox holds a VM (~60-100
+// MiB of host memory), and a typo must not start hundreds.
+const MaxCache = 64
+
 func (c *Config) validate() error {
 	h := &c.Hypervisor
 	switch h.Accel {
@@ -151,6 +158,12 @@ func (c *Config) validate() error {
 	}
 	if h.BootTimeout < 1 {
 		return fmt.Errorf("hypervisor.boot_timeout = %d: must be at least 1 (seconds)", h.BootTimeout)
+	}
+	if c.Factory.Cache < 0 || c.Factory.Cache > MaxCache {
+		return fmt.Errorf("factory.cache = %d: must be between 0 and %d", c.Factory.Cache, MaxCache)
+	}
+	if c.Factory.Cache > 0 && !c.Factory.Template {
+		return fmt.Errorf("factory.cache = %d needs factory.template = true: pooled sandboxes are restored from the template", c.Factory.Cache)
 	}
 	switch c.Runtime.SharedFS {
 	case "auto", "virtio-9p":

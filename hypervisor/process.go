@@ -34,7 +34,7 @@ func KillVMM(pidFile string) error {
 	if err != nil {
 		return fmt.Errorf("kill qemu: %w", err)
 	}
-	abs, _ := filepath.Abs(pidFile)
+	abs, _ := pidFilePath(pidFile)
 	// A pidfd pins the process: once it is open and the check below passes,
 	// the signal cannot reach a process that reused the PID.
 	fd, err := unix.PidfdOpen(pid, 0)
@@ -64,9 +64,9 @@ func KillVMM(pidFile string) error {
 // readVMMPID reads a QEMU pidfile and returns the PID if it still runs the
 // QEMU that wrote that file, errNotRunning if not.
 func readVMMPID(pidFile string) (int, error) {
-	abs, err := filepath.Abs(pidFile)
+	abs, err := pidFilePath(pidFile)
 	if err != nil {
-		return 0, fmt.Errorf("pidfile %s: %w", pidFile, err)
+		return 0, err
 	}
 	b, err := os.ReadFile(abs)
 	if errors.Is(err, os.ErrNotExist) {
@@ -83,6 +83,20 @@ func readVMMPID(pidFile string) (int, error) {
 		return 0, errNotRunning
 	}
 	return pid, nil
+}
+
+// pidFilePath is the path QEMU was given as -pidfile: absolute, and with
+// symlinks resolved (a sandbox whose VM was adopted from the pool links
+// its pidfile to the one QEMU was started with).
+func pidFilePath(pidFile string) (string, error) {
+	abs, err := filepath.Abs(pidFile)
+	if err != nil {
+		return "", fmt.Errorf("pidfile %s: %w", pidFile, err)
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	}
+	return abs, nil
 }
 
 // isVMM reports whether pid is a live QEMU started with -pidfile pidFile.
@@ -135,4 +149,14 @@ func waitGone(ctx context.Context, pid int) bool {
 		}
 	}
 	return true
+}
+
+// VMMPID is the PID of the live QEMU started with -pidfile pidFile, 0 if
+// there is none.
+func VMMPID(pidFile string) int {
+	pid, err := readVMMPID(pidFile)
+	if err != nil {
+		return 0
+	}
+	return pid
 }

@@ -34,6 +34,9 @@ type qemu struct {
 	cmd  *exec.Cmd
 	done chan struct{} // closed once the reaper has waited for cmd
 	err  error         // cmd's exit error, valid after done
+	// adopted is the PID of a VM another process started (AdoptQEMU);
+	// done is then closed when it exits.
+	adopted int
 }
 
 // NewQEMU validates cfg and returns a QEMU backend for it. An empty Binary
@@ -322,6 +325,9 @@ func (q *qemu) PID() int {
 	if q.cmd != nil {
 		return q.cmd.Process.Pid
 	}
+	if q.adopted != 0 {
+		return q.adopted
+	}
 	pid, err := readVMMPID(q.cfg.PIDFile)
 	if err != nil {
 		return 0
@@ -351,6 +357,9 @@ func (q *qemu) Stop(ctx context.Context, timeout time.Duration) error {
 	q.mu.Unlock()
 	if done == nil {
 		return q.stopForeign(ctx, timeout)
+	}
+	if q.adopted != 0 {
+		return q.stopAdopted(ctx, timeout)
 	}
 	select {
 	case <-done:

@@ -208,16 +208,9 @@ func joinHostCgroup(d Dir, spec *specs.Spec, memMiB int) error {
 // processes are gone: every leaf (waiting briefly for exiting processes to
 // leave it), then the parents skiff created if nothing else uses them.
 func removeHostCgroups(d Dir) error {
-	b, err := os.ReadFile(d.path(hostCgroupFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("host cgroups: %w", err)
-	}
-	var rec hostCgroups
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return fmt.Errorf("host cgroups: %s: %w", d.path(hostCgroupFile), err)
+	rec, err := readHostCgroups(d)
+	if rec == nil {
+		return err
 	}
 	var errs []error
 	for _, leaf := range rec.Leaves {
@@ -257,4 +250,36 @@ func killCgroup(dir string) {
 			unix.Kill(pid, unix.SIGKILL)
 		}
 	}
+}
+
+// moveIntoHostCgroups puts pid (a pooled VM's QEMU, started before its
+// sandbox was known) into the cgroups joinHostCgroup made for the sandbox.
+func moveIntoHostCgroups(d Dir, pid int) error {
+	rec, err := readHostCgroups(d)
+	if rec == nil {
+		return err
+	}
+	for _, leaf := range rec.Leaves {
+		if err := os.WriteFile(filepath.Join(leaf, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
+			return fmt.Errorf("move the VM into host cgroup %s: %w", leaf, err)
+		}
+	}
+	return nil
+}
+
+// readHostCgroups reads the sandbox's record of host cgroups: nil and no
+// error when it has none.
+func readHostCgroups(d Dir) (*hostCgroups, error) {
+	b, err := os.ReadFile(d.path(hostCgroupFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("host cgroups: %w", err)
+	}
+	var rec hostCgroups
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return nil, fmt.Errorf("host cgroups: %s: %w", d.path(hostCgroupFile), err)
+	}
+	return &rec, nil
 }

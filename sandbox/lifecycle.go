@@ -321,6 +321,9 @@ func destroy(d Dir, st *State) error {
 	if err := hypervisor.KillVMM(d.QEMUPIDFile()); err != nil {
 		errs = append(errs, err)
 	}
+	if err := removeMemberOf(d); err != nil {
+		errs = append(errs, err)
+	}
 	if err := unmountUnder(string(d)); err != nil {
 		errs = append(errs, err)
 	}

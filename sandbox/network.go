@@ -198,7 +198,33 @@ func (n *guestNetwork) configureGuest(ctx context.Context, c *agentclient.Client
 // setupNetwork connects the VM to the spec's network namespace as the
 // model says. It returns nil (loopback only) when there is nothing to
 // connect. On error, what it made is already undone.
-func setupNetwork(d Dir, spec *specs.Spec, model string) (_ *guestNetwork, err error) {
+func setupNetwork(d Dir, spec *specs.Spec, model string) (*guestNetwork, error) {
+	return setupNetworkWith(d, spec, model, nil)
+}
+
+// bringTap puts the k-th tap the VM already has, under the name given, in
+// the current network namespace (a pooled VM's spare tap): setupNetworkWith
+// then wires it instead of creating one. Its NetDevice has no fd.
+type bringTap func(k int, name string) error
+
+// countNICs is how many NICs setupNetwork would give the VM.
+func countNICs(spec *specs.Spec, model string) (int, error) {
+	path := specNetNS(spec)
+	if path == "" || model == NetworkNone {
+		return 0, nil
+	}
+	n := 0
+	err := inNetNS(path, func() error {
+		links, err := plan(&netRecord{})
+		n = len(links)
+		return err
+	})
+	return n, err
+}
+
+// setupNetworkWith is setupNetwork with the VM's taps brought by bring
+// rather than created (bring nil: created).
+func setupNetworkWith(d Dir, spec *specs.Spec, model string, bring bringTap) (_ *guestNetwork, err error) {
 	path := specNetNS(spec)
 	if path == "" || model == NetworkNone {
 		return nil, nil
@@ -234,7 +260,16 @@ func setupNetwork(d Dir, spec *specs.Spec, model string) (_ *guestNetwork, err e
 			return err
 		}
 		for i, l := range links {
-			dev, iface, err := connect(l, rec.Taps[i], contains(rec.Ingress, l.Attrs().Name))
+			var tap *os.File
+			if bring != nil {
+				err = bring(i, rec.Taps[i])
+			} else {
+				tap, err = openTap(rec.Taps[i])
+			}
+			if err != nil {
+				return fmt.Errorf("network namespace %s: interface %s: %w", path, l.Attrs().Name, err)
+			}
+			dev, iface, err := connect(l, tap, rec.Taps[i], contains(rec.Ingress, l.Attrs().Name))
 			if err != nil {
 				return fmt.Errorf("network namespace %s: interface %s: %w", path, l.Attrs().Name, err)
 			}
@@ -303,17 +338,14 @@ func plan(rec *netRecord) ([]netlink.Link, error) {
 	return links, nil
 }
 
-// connect creates the tap for l, mirrors the two with tc, and describes
-// the guest's interface. The tap lives as long as its fd.
-func connect(l netlink.Link, tapName string, addIngress bool) (hypervisor.NetDevice, *protocol.Interface, error) {
+// connect mirrors l and the tap tapName (whose fd f is closed on error; nil
+// for a tap the VM holds already) with tc, and describes the guest's
+// interface. A tap skiff created lives as long as its fds.
+func connect(l netlink.Link, f *os.File, tapName string, addIngress bool) (hypervisor.NetDevice, *protocol.Interface, error) {
 	a := l.Attrs()
-	f, err := openTap(tapName)
-	if err != nil {
-		return hypervisor.NetDevice{}, nil, err
-	}
 	ok := false
 	defer func() {
-		if !ok {
+		if !ok && f != nil {
 			f.Close()
 		}
 	}()

@@ -188,3 +188,28 @@ func unescapeMountPath(s string) string {
 	}
 	return b.String()
 }
+
+// nest moves every guest path of the plan's spec into the subdirectory sub
+// of its share: a pooled VM's share exports a directory the sandbox's own
+// is bind-mounted under (see pool.go).
+func (p *sharePlan) nest(sub string) {
+	move := func(path string) string {
+		for _, g := range p.Guest {
+			if path == g.GuestPath || strings.HasPrefix(path, g.GuestPath+"/") {
+				return filepath.Join(g.GuestPath, sub, strings.TrimPrefix(path, g.GuestPath))
+			}
+		}
+		return path
+	}
+	root := *p.Spec.Root
+	root.Path = move(root.Path)
+	p.Spec.Root = &root
+	mounts := make([]specs.Mount, len(p.Spec.Mounts))
+	for i, m := range p.Spec.Mounts {
+		mounts[i] = m
+		if isBind(m) {
+			mounts[i].Source = move(m.Source)
+		}
+	}
+	p.Spec.Mounts = mounts
+}

@@ -42,9 +42,13 @@ type shim struct {
 	hooks *specs.Hooks // the bundle's OCI hooks, run on the host
 	// releaseSpare closes the spare taps of a VM restored from a template.
 	releaseSpare func()
-	st           *State
-	cfg          *config.Config
-	log          *slog.Logger
+	// pooled is the VM taken from the pool, if any (shimpool.go);
+	// refillPool says the pool wants a filler once the container exists.
+	pooled     *pooledVM
+	refillPool bool
+	st         *State
+	cfg        *config.Config
+	log        *slog.Logger
 
 	vm       hypervisor.Hypervisor
 	vmExited chan struct{}
@@ -156,13 +160,7 @@ func (s *shim) boot() error {
 		return err
 	}
 
-	nw, err := setupNetwork(s.d, b.Spec, s.cfg.Runtime.NetworkModel)
-	if err != nil {
-		return err
-	}
-	defer nw.closeTaps() // the VMM holds its own copies once started
-
-	vm, restored, err := s.startVM(ctx, hypervisor.Config{
+	c := hypervisor.Config{
 		Name:         "skiff-" + st.ID,
 		Binary:       base.Binary,
 		Kernel:       base.Kernel,
@@ -173,13 +171,33 @@ func (s *shim) boot() error {
 		VCPUs:        base.VCPUs,
 		MemoryMiB:    base.MemoryMiB,
 		Shares:       plan.Host,
-		NetDevices:   nw.vmDevices(),
 		AgentSocket:  s.d.AgentSocket(),
 		QMPSocket:    s.d.QMPSocket(),
 		ConsoleLog:   s.d.ConsoleLog(),
 		StderrLog:    s.d.QEMULog(),
 		PIDFile:      s.d.QEMUPIDFile(),
-	})
+	}
+	s.pooled = s.takePooled(c, b.Spec)
+	var bring bringTap
+	if s.pooled != nil {
+		bring = s.pooled.bringTap
+	}
+	nw, err := setupNetworkWith(s.d, b.Spec, s.cfg.Runtime.NetworkModel, bring)
+	if err != nil {
+		return err
+	}
+	defer nw.closeTaps() // the VMM holds its own copies once started
+	c.NetDevices = nw.vmDevices()
+
+	var (
+		vm       hypervisor.Hypervisor
+		restored bool
+	)
+	if s.pooled != nil {
+		vm, err = s.adopt(s.pooled, c, plan)
+	} else {
+		vm, restored, err = s.startVM(ctx, c)
+	}
 	if err != nil {
 		return fmt.Errorf("start VM: %w%s", err, s.guestTail())
 	}
@@ -207,8 +225,11 @@ func (s *shim) boot() error {
 	}
 	if err == nil && restored {
 		err = reseed(bootCtx, agent)
-		nw.restoredNICs(templateMAC)
 		s.log.Debug("guest reseeded")
+	}
+	if restored || s.pooled != nil {
+		// A pooled VM was reseeded when it was restored.
+		nw.restoredNICs(templateMAC)
 	}
 	if err != nil {
 		select {
@@ -234,6 +255,9 @@ func (s *shim) boot() error {
 	}
 	s.st.GuestPID = pid
 	s.log.Debug("container created in the guest", "guestPid", pid)
+	if s.refillPool {
+		s.refill()
+	}
 	// The container exists, stopped before its first instruction: the
 	// create-time hooks run now, on the host.
 	creating := s.hookState(StatusCreating)
@@ -336,6 +360,12 @@ func (s *shim) teardown() {
 	}
 	if s.releaseSpare != nil {
 		s.releaseSpare()
+	}
+	if s.pooled != nil {
+		if err := removeMemberOf(s.d); err != nil {
+			s.log.Warn("remove pooled VM", "error", err)
+		}
+		s.pooled.lock.Close()
 	}
 	if err := unmountUnder(s.d.FilesDir()); err != nil {
 		s.log.Warn("unmount shared files", "error", err)

@@ -25,6 +25,13 @@ import (
 // taps' fds (and release's handle), so it ends once the VMM and the shim
 // closed them.
 func spareTaps(devs []hypervisor.NetDevice) (release func(), err error) {
+	return spareTapsPinned(devs, "")
+}
+
+// spareTapsPinned is spareTaps with the namespace also bind-mounted on pin
+// (when not ""), where it outlives this process: a pooled VM's taps wait
+// there for the sandbox that takes the VM (see pool.go).
+func spareTapsPinned(devs []hypervisor.NetDevice, pin string) (release func(), err error) {
 	var taps []*os.File
 	var ns netns.NsHandle = -1
 	release = func() {
@@ -52,7 +59,13 @@ func spareTaps(devs []hypervisor.NetDevice) (release func(), err error) {
 			return
 		}
 		var terr error
+		if pin != "" {
+			terr = pinNetNS(pin)
+		}
 		for k := range devs {
+			if terr != nil {
+				break
+			}
 			if !devs[k].Placeholder {
 				continue
 			}
@@ -83,6 +96,19 @@ func spareTaps(devs []hypervisor.NetDevice) (release func(), err error) {
 func persist(t *os.File) error {
 	if err := unix.IoctlSetInt(int(t.Fd()), unix.TUNSETPERSIST, 1); err != nil {
 		return fmt.Errorf("make spare tap persistent: %w", err)
+	}
+	return nil
+}
+
+// pinNetNS bind-mounts the calling thread's network namespace on path.
+func pinNetNS(path string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	if err := unix.Mount(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), path, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("pin network namespace on %s: %w", path, err)
 	}
 	return nil
 }

@@ -266,7 +266,7 @@ func (f Factory) build(ctx context.Context, t Template, key string, c hypervisor
 func (f Factory) prune(keep string) {
 	ents, _ := os.ReadDir(f.Dir)
 	for _, e := range ents {
-		if !e.IsDir() || e.Name() == keep {
+		if !e.IsDir() || e.Name() == keep || e.Name() == poolDirName {
 			continue
 		}
 		var info TemplateInfo
@@ -309,9 +309,39 @@ func (f Factory) List() ([]TemplateInfo, error) {
 	return out, nil
 }
 
-// Destroy removes every template.
+// Destroy stops every waiting pooled VM and removes every template.
+// Pooled VMs that sandboxes took stay: they are those sandboxes' VMs.
 func (f Factory) Destroy() error {
-	return os.RemoveAll(f.Dir)
+	// A filler at work would start VMs (and build a template) behind our
+	// back: wait for it to finish first.
+	if lock, err := os.OpenFile(filepath.Join(f.Dir, "pool.lock"), os.O_RDWR, 0); err == nil {
+		defer lock.Close()
+		if err := flockWithin(lock, fillLockWait); err != nil {
+			return fmt.Errorf("wait for the pool's filler: %w", err)
+		}
+	}
+	if err := f.Pool().DestroyIdle(); err != nil {
+		return err
+	}
+	ents, err := os.ReadDir(f.Dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range ents {
+		if e.Name() == poolDirName {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(f.Dir, e.Name())); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	os.Remove(f.Pool().Dir) // only if empty
+	os.Remove(f.Dir)        // likewise
+	return errors.Join(errs...)
 }
 
 // remove drops one template, after a restore from it failed.

@@ -1,0 +1,434 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/skiff-oci/skiff/agentclient"
+	"github.com/skiff-oci/skiff/config"
+	"github.com/skiff-oci/skiff/hypervisor"
+)
+
+// The pool ([factory] cache = N): N VMs restored from the template in
+// advance, reseeded, their agent answering, for create to take. What a
+// restore costs (starting QEMU, loading the template's state, the guest's
+// first steps, which TCG translates for the first time) is paid before the
+// sandbox is asked for.
+//
+// A pooled VM cannot know its sandbox's files or network beforehand, so
+// they are attached when it is taken, without touching the VM:
+//   - each shared-filesystem slot of the template exports an empty
+//     directory of the member (slots/TAG); the sandbox's rootfs or bind
+//     source is bind-mounted on slots/TAG/c, which QEMU's 9p server reaches
+//     by walking from the export, and the guest finds it at
+//     /run/skiff/shares/TAG/c. Read-only shares are read-only bind mounts
+//     (every mount below them too), enforced by the host kernel.
+//   - the NIC slot's tap waits in a network namespace pinned on the
+//     member's netns file; it is moved into the sandbox's namespace and
+//     wired there like a tap skiff creates.
+// Both need the caller to share QEMU's mount namespace: a caller in another
+// one restores its own VM instead.
+//
+// Layout: <factory dir>/pool/<member>/ with member.json, lock (held by
+// whoever fills or uses the member), the VM's sockets, logs and pidfile,
+// slots/ and netns. A sandbox that took a member links its state
+// directory's VM files to the member's and "vm" to the member directory.
+
+const (
+	poolDirName = "pool"
+	// poolContent is the directory under a slot where the share appears.
+	poolContent = "c"
+	// memberLink in a sandbox's state directory names its pooled VM's dir.
+	memberLink = "vm"
+)
+
+// Pool is the directory of pooled VMs.
+type Pool struct{ Dir string }
+
+// Pool of the factory.
+func (f Factory) Pool() Pool { return Pool{Dir: filepath.Join(f.Dir, poolDirName)} }
+
+type member struct{ Dir string }
+
+func (m member) meta() string     { return filepath.Join(m.Dir, "member.json") }
+func (m member) lockFile() string { return filepath.Join(m.Dir, "lock") }
+func (m member) netns() string    { return filepath.Join(m.Dir, "netns") }
+func (m member) slot(tag string) string {
+	return filepath.Join(m.Dir, "slots", tag)
+}
+func (m member) content(tag string) string { return filepath.Join(m.slot(tag), poolContent) }
+
+// vmFiles are the member's VM files, by the name a state directory gives
+// them (Dir's accessors).
+func (m member) vmFiles() map[string]string {
+	files := map[string]string{}
+	for _, f := range []string{"agent.sock", "qmp.sock", "console.log", "qemu.log", "qemu.pid"} {
+		files[f] = filepath.Join(m.Dir, f)
+	}
+	return files
+}
+
+func (m member) vmConfig(c hypervisor.Config) hypervisor.Config {
+	f := m.vmFiles()
+	c.AgentSocket, c.QMPSocket, c.ConsoleLog, c.StderrLog, c.PIDFile = f["agent.sock"], f["qmp.sock"], f["console.log"], f["qemu.log"], f["qemu.pid"]
+	return c
+}
+
+// MemberInfo is member.json.
+type MemberInfo struct {
+	ID      string    `json:"id"`
+	Key     string    `json:"key"` // the template's
+	Created time.Time `json:"created"`
+	Ready   bool      `json:"ready"`
+	// Sandbox is the state directory of the sandbox that took it.
+	Sandbox string `json:"sandbox,omitempty"`
+	// QEMUPID is filled in by List: 0 when its QEMU is not running.
+	QEMUPID int `json:"-"`
+}
+
+func (m member) read() (MemberInfo, error) {
+	var info MemberInfo
+	b, err := os.ReadFile(m.meta())
+	if err == nil {
+		err = json.Unmarshal(b, &info)
+	}
+	return info, err
+}
+
+func (m member) write(info MemberInfo) error {
+	b, _ := json.MarshalIndent(info, "", "  ")
+	tmp := m.meta() + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, m.meta())
+}
+
+// qemuPID is the member's running QEMU, 0 if none.
+func (m member) qemuPID() int { return hypervisor.VMMPID(m.vmFiles()["qemu.pid"]) }
+
+// lock takes the member's lock without waiting; nil if someone holds it.
+func (m member) lock() *os.File {
+	f, err := os.OpenFile(m.lockFile(), os.O_RDWR, 0)
+	if err != nil {
+		return nil
+	}
+	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+		f.Close()
+		return nil
+	}
+	return f
+}
+
+// remove kills the member's VM and removes the member. Its directory is
+// removed only once nothing is mounted below it: a bind mount there is a
+// sandbox's rootfs.
+func (m member) remove() error {
+	var errs []error
+	if err := hypervisor.KillVMM(m.vmFiles()["qemu.pid"]); err != nil {
+		errs = append(errs, err)
+	}
+	if err := unmountUnder(m.Dir); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		errs = append(errs, os.RemoveAll(m.Dir))
+	}
+	return errors.Join(errs...)
+}
+
+func (p Pool) members() []member {
+	ents, _ := os.ReadDir(p.Dir)
+	var out []member
+	for _, e := range ents {
+		if e.IsDir() {
+			out = append(out, member{Dir: filepath.Join(p.Dir, e.Name())})
+		}
+	}
+	return out
+}
+
+// List returns every member, ready, being filled or taken.
+func (p Pool) List() []MemberInfo {
+	var out []MemberInfo
+	for _, m := range p.members() {
+		info, err := m.read()
+		if err != nil {
+			continue
+		}
+		info.QEMUPID = m.qemuPID()
+		out = append(out, info)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	return out
+}
+
+// sweep removes members nobody holds that cannot serve anymore (their
+// filler died, their VM is gone, their template is stale) and returns how
+// many members of key are ready or being filled.
+func (p Pool) sweep(key string) int {
+	n := 0
+	for _, m := range p.members() {
+		lock := m.lock()
+		info, err := m.read()
+		if lock == nil {
+			// Being filled, or taken by a sandbox whose shim runs.
+			if err != nil || (info.Sandbox == "" && info.Key == key) {
+				n++
+			}
+			continue
+		}
+		switch {
+		case err == nil && info.Ready && info.Sandbox == "" && info.Key == key && m.qemuPID() != 0:
+			n++
+		case err == nil && info.Sandbox != "" && m.qemuPID() != 0:
+			// A sandbox's VM whose shim is gone: delete --force
+			// removes it with the sandbox.
+		default:
+			if rerr := m.remove(); rerr != nil {
+				slog.Warn("pool: cannot remove member", "dir", m.Dir, "error", rerr)
+			}
+		}
+		lock.Close()
+	}
+	return n
+}
+
+// DestroyIdle stops and removes every member no sandbox took.
+func (p Pool) DestroyIdle() error {
+	var errs []error
+	for _, m := range p.members() {
+		info, err := m.read()
+		if err == nil && info.Sandbox != "" {
+			continue
+		}
+		// A member being filled is removed too: its filler fails.
+		if err := m.remove(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// fillLockWait bounds a filler's wait for another one to finish.
+const fillLockWait = 5 * time.Minute
+
+// Fill starts pooled VMs until cfg.Factory.Cache are ready or being filled,
+// building the template first if needed. Fillers take turns: a second one
+// waits, then finds the pool full or fills what is missing.
+func Fill(ctx context.Context, cfg *config.Config, stateRoot string) error {
+	if cfg.Factory.Cache <= 0 || !cfg.Factory.Template {
+		return nil
+	}
+	if err := checkGuest(cfg); err != nil {
+		return err
+	}
+	base, _, err := baseVMConfig(ctx, cfg, stateRoot)
+	if err != nil {
+		return err
+	}
+	f := Factory{Dir: cfg.Factory.Dir}
+	p := f.Pool()
+	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
+		return fmt.Errorf("pool %s: %w", p.Dir, err)
+	}
+	lock, err := os.OpenFile(filepath.Join(f.Dir, "pool.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if err := flockWithin(lock, fillLockWait); err != nil {
+		return fmt.Errorf("pool: another filler holds %s: %w", lock.Name(), err)
+	}
+	for {
+		t, err := f.Ensure(ctx, base, cfg.Hypervisor.BootTimeoutDuration())
+		if err != nil {
+			return err
+		}
+		key, err := templateKey(base)
+		if err != nil {
+			return err
+		}
+		if p.sweep(key) >= cfg.Factory.Cache {
+			return nil
+		}
+		if err := p.fillOne(ctx, base, t, key, cfg.Hypervisor.BootTimeoutDuration()); err != nil {
+			return fmt.Errorf("pool: %w", err)
+		}
+	}
+}
+
+func flockWithin(f *os.File, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil || !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// fillOne restores one VM from t into a new member and leaves it running,
+// reseeded, with no host connected. On error nothing of it is left.
+func (p Pool) fillOne(ctx context.Context, base hypervisor.Config, t Template, key string, bootTimeout time.Duration) (err error) {
+	id := make([]byte, 6)
+	rand.Read(id)
+	m := member{Dir: filepath.Join(p.Dir, hex.EncodeToString(id))}
+	if err := os.Mkdir(m.Dir, 0o700); err != nil {
+		return err
+	}
+	lock, err := os.OpenFile(m.lockFile(), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		os.RemoveAll(m.Dir)
+		return err
+	}
+	defer lock.Close()
+	unix.Flock(int(lock.Fd()), unix.LOCK_EX) // new: nobody else has it
+	info := MemberInfo{ID: filepath.Base(m.Dir), Key: key, Created: time.Now().UTC()}
+	var vm hypervisor.Hypervisor
+	defer func() {
+		if err != nil {
+			if vm != nil {
+				vm.Stop(context.Background(), vmStopTimeout)
+			}
+			m.remove()
+		}
+	}()
+	if err := m.write(info); err != nil {
+		return err
+	}
+
+	c := hypervisor.Config{
+		Name: "skiff-pool-" + info.ID, Binary: base.Binary, Kernel: base.Kernel, Initrd: base.Initrd,
+		KernelParams: base.KernelParams, Machine: base.Machine, Accel: base.Accel, VCPUs: base.VCPUs, MemoryMiB: base.MemoryMiB,
+	}
+	for _, tag := range slotTagsN(slotsFor(c.Machine)) {
+		if err := os.MkdirAll(m.slot(tag), 0o700); err != nil {
+			return err
+		}
+		c.Shares = append(c.Shares, hypervisor.Share{Tag: tag, HostPath: m.slot(tag)})
+	}
+	c = m.vmConfig(withSlots(c, t.empty()))
+	c.MemoryFile, c.MemoryShared, c.Incoming = t.memory(), false, true
+	release, err := spareTapsPinned(c.NetDevices, m.netns())
+	if err != nil {
+		return err
+	}
+	// QEMU holds its own copies of the taps; the pinned namespace keeps
+	// them where a sandbox will look.
+	defer release()
+	vm, err = hypervisor.NewQEMU(c)
+	if err != nil {
+		return err
+	}
+	if err := vm.Start(ctx); err != nil {
+		return err
+	}
+	tm, ok := vm.(hypervisor.Templater)
+	if !ok {
+		return errors.New("this hypervisor cannot restore templates")
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := tm.RestoreTemplate(rctx, t.state()); err != nil {
+		t.remove()
+		return err
+	}
+	bctx, bcancel := context.WithTimeout(ctx, bootTimeout)
+	defer bcancel()
+	agent, err := agentclient.Dial(bctx, c.AgentSocket)
+	if err != nil {
+		return fmt.Errorf("pooled VM's agent: %w", err)
+	}
+	_, err = agent.Ping(bctx)
+	if err == nil {
+		err = reseed(bctx, agent)
+	}
+	agent.Close()
+	if err != nil {
+		return fmt.Errorf("pooled VM's agent: %w", err)
+	}
+	info.Ready = true
+	if err := m.write(info); err != nil {
+		return err
+	}
+	slog.Debug("pool: VM ready", "member", m.Dir, "pid", vm.PID())
+	return nil
+}
+
+// sameMountNS reports whether pid sees the mounts this process makes.
+func sameMountNS(pid int) bool {
+	mine, err1 := os.Readlink("/proc/self/ns/mnt")
+	theirs, err2 := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/mnt")
+	return err1 == nil && err2 == nil && mine == theirs
+}
+
+// take claims a ready member of key for the sandbox in d: it returns the
+// member, its lock (held for the sandbox's life) and its QEMU's PID, or
+// nil when none is ready.
+func (p Pool) take(key string, d Dir) (*member, *os.File, int) {
+	for _, m := range p.members() {
+		lock := m.lock()
+		if lock == nil {
+			continue
+		}
+		info, err := m.read()
+		if err != nil || !info.Ready || info.Sandbox != "" || info.Key != key {
+			lock.Close()
+			continue
+		}
+		pid := m.qemuPID()
+		if pid == 0 {
+			m.remove() // its VM died while waiting
+			lock.Close()
+			continue
+		}
+		if !sameMountNS(pid) {
+			lock.Close()
+			return nil, nil, 0
+		}
+		info.Sandbox = string(d)
+		if err := m.write(info); err != nil {
+			lock.Close()
+			continue
+		}
+		return &m, lock, pid
+	}
+	return nil, nil, 0
+}
+
+// memberOf returns the pooled VM directory a sandbox took, "" if none.
+func memberOf(d Dir) string {
+	target, err := os.Readlink(d.path(memberLink))
+	if err != nil || !strings.HasPrefix(target, "/") {
+		return ""
+	}
+	return target
+}
+
+// removeMemberOf removes the pooled VM a sandbox took, its VM stopped.
+func removeMemberOf(d Dir) error {
+	dir := memberOf(d)
+	if dir == "" {
+		return nil
+	}
+	m := member{Dir: dir}
+	if info, err := m.read(); err == nil && info.Sandbox != string(d) {
+		return nil // not ours (any more)
+	}
+	return m.remove()
+}
