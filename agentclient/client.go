@@ -231,3 +231,9 @@ func (c *Client) Shutdown(ctx context.Context) error {
 func (c *Client) Reseed(ctx context.Context, unixNano int64, entropy []byte) error {
 	return c.call(ctx, protocol.MethodReseed, protocol.ReseedRequest{UnixNano: unixNano, Entropy: entropy}, nil)
 }
+
+// Warm has the agent of a waiting VM go once through a container's
+// creation path (protocol.MethodWarm).
+func (c *Client) Warm(ctx context.Context, req *protocol.WarmRequest) error {
+	return c.call(ctx, protocol.MethodWarm, req, nil)
+}

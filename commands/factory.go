@@ -67,6 +67,9 @@ templates (they are rebuilt on demand).`,
 				if len(members) == 0 {
 					return nil
 				}
+				// A factory directory may hold the pools of several
+				// configurations (another VM size, kernel...).
+				mine := sandbox.PoolKey(c.Context, cfg, c.String("root"))
 				fmt.Fprint(w, "MEMBER\tTEMPLATE\tCREATED\tSTATE\tQEMU PID\n")
 				for _, m := range members {
 					state := "filling"
@@ -75,6 +78,8 @@ templates (they are rebuilt on demand).`,
 						state = "taken by " + m.Sandbox
 					case m.Ready && m.QEMUPID == 0:
 						state = "dead"
+					case m.Ready && m.Key != mine:
+						state = "ready (another configuration)"
 					case m.Ready:
 						state = "ready"
 					}

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skiff-oci/skiff/agentclient"
+	"github.com/skiff-oci/skiff/agentclient/protocol"
 	"github.com/skiff-oci/skiff/config"
 	"github.com/skiff-oci/skiff/hypervisor"
 )
@@ -178,7 +179,8 @@ func (p Pool) List() []MemberInfo {
 
 // sweep removes members nobody holds that cannot serve anymore (their
 // filler died, their VM is gone, their template is stale) and returns how
-// many members of key are ready or being filled.
+// many members of key are ready or being filled. Ready members of other
+// keys whose template exists are another configuration's pool: left.
 func (p Pool) sweep(key string) int {
 	n := 0
 	for _, m := range p.members() {
@@ -194,6 +196,9 @@ func (p Pool) sweep(key string) int {
 		switch {
 		case err == nil && info.Ready && info.Sandbox == "" && info.Key == key && m.qemuPID() != 0:
 			n++
+		case err == nil && info.Ready && info.Sandbox == "" && info.Key != key && p.hasTemplate(info.Key) && m.qemuPID() != 0:
+			// Another configuration's pool (another VM size, kernel...)
+			// sharing the factory directory: its fillers count it.
 		case err == nil && info.Sandbox != "" && m.qemuPID() != 0:
 			// A sandbox's VM whose shim is gone: delete --force
 			// removes it with the sandbox.
@@ -205,6 +210,13 @@ func (p Pool) sweep(key string) int {
 		lock.Close()
 	}
 	return n
+}
+
+// hasTemplate reports whether the template of key still exists: stale
+// templates are pruned, and their pooled VMs are of no use then.
+func (p Pool) hasTemplate(key string) bool {
+	_, err := os.Stat(Template{Dir: filepath.Join(filepath.Dir(p.Dir), key)}.meta())
+	return err == nil
 }
 
 // DestroyIdle stops and removes every member no sandbox took.
@@ -358,6 +370,17 @@ func (p Pool) fillOne(ctx context.Context, base hypervisor.Config, t Template, k
 	if err == nil {
 		err = reseed(bctx, agent)
 	}
+	if err == nil {
+		// Best effort: a guest that cannot warm up still serves.
+		spec := DefaultSpec()
+		spec.Root.Path = filepath.Join(guestShareDir, "rootfs", poolContent)
+		if werr := agent.Warm(bctx, &protocol.WarmRequest{
+			Share: protocol.Share{Tag: "rootfs", FSType: "9p", GuestPath: spec.Root.Path, ReadOnly: true},
+			Spec:  spec,
+		}); werr != nil {
+			slog.Debug("pool: warming the VM up", "error", werr)
+		}
+	}
 	agent.Close()
 	if err != nil {
 		return fmt.Errorf("pooled VM's agent: %w", err)
@@ -431,4 +454,15 @@ func removeMemberOf(d Dir) error {
 		return nil // not ours (any more)
 	}
 	return m.remove()
+}
+
+// PoolKey is the template key of the VMs the pool of cfg holds (those of
+// the default size), "" if it cannot be computed (no guest image...).
+func PoolKey(ctx context.Context, cfg *config.Config, stateRoot string) string {
+	base, _, err := baseVMConfig(ctx, cfg, stateRoot)
+	if err != nil {
+		return ""
+	}
+	key, _ := templateKey(base)
+	return key
 }

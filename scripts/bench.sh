@@ -9,7 +9,10 @@
 # With the minimal kernel built (`make kernel`), the same runs are made with
 # it (cold and from a template, against its own floor: raw QEMU on its
 # machine, microvm); without it those rows say n/a. The stock kernel rows
-# always use the stock kernel, whatever skiff's default.
+# always use the stock kernel, whatever skiff's default. The pool rows take
+# the sandbox from a pool of one ([factory] cache = 1); before each of them
+# the bench waits, untimed, until the pool is full again, as a pool with
+# spare capacity would be.
 #
 # Runs are interleaved (run 1 of each, run 2 of each, ...) so that a busy
 # host hits every contender alike; the table reports medians. Wall time is
@@ -61,6 +64,10 @@ cleanup() {
 			"$RUNC" --root "$RUNC_ROOT" delete --force "$(basename "$d")" >/dev/null 2>&1
 		done
 	fi
+	# Pooled VMs wait until told to stop.
+	for conf in "${POOL_CONFS[@]}"; do
+		timeout 120 "$SKIFF" --root "$ROOT" --config "$conf" factory destroy >/dev/null 2>&1
+	done
 	# Any state directory left behind means delete failed to clean up.
 	if [[ -d $ROOT ]] && compgen -G "$ROOT/*/" >/dev/null; then
 		echo "bench: FAIL: skiff state left in $ROOT: $(ls "$ROOT")" >&2
@@ -107,9 +114,15 @@ set_args "$IDLE/config.json" '"/bin/sleep", "30"'
 # directory; the warm-up run builds it.
 COLD_CONF=$WORK/cold.toml
 TPL_CONF=$WORK/template.toml
+# ... and sandboxes taken from a pool of one ([factory] cache = 1), which
+# shares the template's factory directory.
+POOL_CONF=$WORK/pool.toml
+POOL_CONFS=()
 STOCK="[hypervisor]\nkernel = \"$REPO/build/guest/vmlinux\"\ninitrd = \"$REPO/build/guest/initramfs.img\"\n"
 printf "$STOCK"'[factory]\ntemplate = false\n' >"$COLD_CONF"
 printf "$STOCK"'[factory]\ntemplate = true\ndir = "%s"\n' "$WORK/factory" >"$TPL_CONF"
+printf "$STOCK"'[factory]\ntemplate = true\ndir = "%s"\ncache = 1\n' "$WORK/factory" >"$POOL_CONF"
+POOL_CONFS+=("$POOL_CONF")
 # The minimal kernel's pair (the machine follows the kernel: microvm).
 MIN_KERNEL=$REPO/build/guest/vmlinux-minimal
 MIN_INITRD=$REPO/build/guest/initramfs-minimal.img
@@ -121,6 +134,9 @@ if [[ -f $MIN_KERNEL && -f $MIN_INITRD ]]; then
 	MINK="[hypervisor]\nkernel = \"$MIN_KERNEL\"\ninitrd = \"$MIN_INITRD\"\n"
 	printf "$MINK"'[factory]\ntemplate = false\n' >"$MIN_COLD_CONF"
 	printf "$MINK"'[factory]\ntemplate = true\ndir = "%s"\n' "$WORK/factory" >"$MIN_TPL_CONF"
+	MIN_POOL_CONF=$WORK/min-pool.toml
+	printf "$MINK"'[factory]\ntemplate = true\ndir = "%s"\ncache = 1\n' "$WORK/factory" >"$MIN_POOL_CONF"
+	POOL_CONFS+=("$MIN_POOL_CONF")
 else
 	echo "bench: no minimal kernel in build/guest (make kernel): its rows will say n/a" >&2
 fi
@@ -205,6 +221,22 @@ if ((MIN)); then
 	[[ " ${FLOOR_MIN[*]} " == *" -machine microvm"* ]] || echo "bench: note: the minimal kernel's VM is not on microvm" >&2
 fi
 
+# pool_ready CONF: wait (not timed) until the pool of CONF has a VM ready
+# and no filler at work, as a pool with spare capacity would: the refill
+# of the previous run must not be timed with this one.
+pool_ready() {
+	local i
+	for i in $(seq 600); do
+		out=$("$SKIFF" --root "$ROOT" --config "$1" factory status 2>&1) || true
+		# "ready" alone is this configuration's; another's says so.
+		if grep -qE ' ready +[1-9][0-9]*$' <<<"$out" && ! grep -q ' filling ' <<<"$out" && ! pgrep -f "factory fill" >/dev/null; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	echo "bench: the pool of $1 never got a ready VM:" >&2; echo "$out" >&2; exit 1
+}
+
 # --- one timed run of each ---------------------------------------------------
 # Each appends its wall time in ns to $WORK/<name>.ns.
 run_skiff() { # i cold|template|mcold|mtemplate
@@ -212,6 +244,9 @@ run_skiff() { # i cold|template|mcold|mtemplate
 	[[ $2 == cold ]] && conf=$COLD_CONF
 	[[ $2 == mcold ]] && conf=$MIN_COLD_CONF
 	[[ $2 == mtemplate ]] && conf=$MIN_TPL_CONF
+	[[ $2 == pool ]] && conf=$POOL_CONF
+	[[ $2 == mpool ]] && conf=$MIN_POOL_CONF
+	[[ $2 == *pool ]] && pool_ready "$conf"
 	s=$(now)
 	timeout "$RUN_TIMEOUT" "$SKIFF" --root "$ROOT" --config "$conf" run --bundle "$BUNDLE" "bench-$1" </dev/null >"$LOGS/skiff.out" 2>&1 || rc=$?
 	e=$(now)
@@ -257,9 +292,11 @@ run_runc() { # i
 
 # Warm-up (not counted): page cache, the accelerator verdict, runc's check.
 echo "warm-up..."
-run_skiff warm template && run_skiff warm cold && run_floor
+"$SKIFF" --root "$ROOT" --config "$POOL_CONF" factory init >/dev/null
+run_skiff warm template && run_skiff warm cold && run_floor && run_skiff warm pool
 if ((MIN)); then
-	run_skiff warm mtemplate && run_skiff warm mcold && run_floor min
+	"$SKIFF" --root "$ROOT" --config "$MIN_POOL_CONF" factory init >/dev/null
+	run_skiff warm mtemplate && run_skiff warm mcold && run_floor min && run_skiff warm mpool
 fi
 if [[ -x $RUNC ]]; then
 	RUNC_OK=1
@@ -273,10 +310,12 @@ for i in $(seq "$N"); do
 	run_skiff "$i" template
 	run_skiff "$i" cold
 	run_floor
+	run_skiff "$i" pool
 	if ((MIN)); then
 		run_skiff "$i" mtemplate
 		run_skiff "$i" mcold
 		run_floor min
+		run_skiff "$i" mpool
 	fi
 	run_runc "$i"
 	printf '  run %d/%d done\n' "$i" "$N"
@@ -292,6 +331,7 @@ stats() {
 read -r f_med f_min f_max < <(stats "$WORK/floor.ns")
 read -r s_med s_min s_max < <(stats "$WORK/skiff-template.ns")
 read -r c_med c_min c_max < <(stats "$WORK/skiff-cold.ns")
+read -r p_med p_min p_max < <(stats "$WORK/skiff-pool.ns")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 
 echo
@@ -301,17 +341,21 @@ echo "| what | median (s) | min | max | ratio to floor |"
 echo "|---|---:|---:|---:|---:|"
 printf '| skiff run, stock kernel, restored from a VM template | %s | %s | %s | %s |\n' "$s_med" "$s_min" "$s_max" "$(ratio "$s_med" "$f_med")"
 printf '| skiff run, stock kernel, cold boot ([factory] template = false) | %s | %s | %s | %s |\n' "$c_med" "$c_min" "$c_max" "$(ratio "$c_med" "$f_med")"
+printf '| skiff run, stock kernel, from the pool ([factory] cache = 1) | %s | %s | %s | %s |\n' "$p_med" "$p_min" "$p_max" "$(ratio "$p_med" "$f_med")"
 printf '| floor (raw QEMU, same kernel/machine, poweroff /init) | %s | %s | %s | 1.00 |\n' "$f_med" "$f_min" "$f_max"
 if ((MIN)); then
 	read -r fm_med fm_min fm_max < <(stats "$WORK/floor-min.ns")
 	read -r mc_med mc_min mc_max < <(stats "$WORK/skiff-mcold.ns")
 	read -r mt_med mt_min mt_max < <(stats "$WORK/skiff-mtemplate.ns")
+	read -r mp_med mp_min mp_max < <(stats "$WORK/skiff-mpool.ns")
 	printf '| minimal kernel cold (make kernel, microvm) | %s | %s | %s | %s (to its floor) |\n' "$mc_med" "$mc_min" "$mc_max" "$(ratio "$mc_med" "$fm_med")"
 	printf '| minimal kernel, template restore | %s | %s | %s | %s (to its floor), %s (to the stock floor) |\n' "$mt_med" "$mt_min" "$mt_max" "$(ratio "$mt_med" "$fm_med")" "$(ratio "$mt_med" "$f_med")"
+	printf '| minimal kernel, from the pool | %s | %s | %s | %s (to its floor), %s (to the stock floor) |\n' "$mp_med" "$mp_min" "$mp_max" "$(ratio "$mp_med" "$fm_med")" "$(ratio "$mp_med" "$f_med")"
 	printf '| floor, minimal kernel (raw QEMU, microvm, poweroff /init) | %s | %s | %s | 1.00 |\n' "$fm_med" "$fm_min" "$fm_max"
 else
 	echo "| minimal kernel cold (make kernel, microvm) | n/a | n/a | n/a | n/a |"
 	echo "| minimal kernel, template restore | n/a | n/a | n/a | n/a |"
+	echo "| minimal kernel, from the pool | n/a | n/a | n/a | n/a |"
 	echo "| floor, minimal kernel (raw QEMU, microvm, poweroff /init) | n/a | n/a | n/a | n/a |"
 fi
 if ((RUNC_OK)) && [[ -s $WORK/runc.ns ]]; then
@@ -323,10 +367,10 @@ else
 	echo "runc: $RUNC_WHY"
 fi
 echo
-echo "skiff/floor = $(ratio "$s_med" "$f_med") with templates, $(ratio "$c_med" "$f_med") cold (target <= 1.30)"
+echo "skiff/floor = $(ratio "$s_med" "$f_med") with templates, $(ratio "$p_med" "$f_med") from the pool, $(ratio "$c_med" "$f_med") cold (target <= 1.30)"
 echo "cold-boot overhead over floor = $(awk -v s="$c_med" -v f="$f_med" 'BEGIN {printf "%.0f", (s - f) * 1000}') ms (median minus median)"
 echo "skiff qemu, idle container (sleep 30), 2 s after start: template clone: $MEM_TPL; cold boot: $MEM_COLD"
 if ((MIN)); then
-	echo "minimal kernel: cold / its floor = $(ratio "$mc_med" "$fm_med") (target <= 1.20); template restore $mt_med s = $(ratio "$mt_med" "$f_med") x the stock floor (target <= 0.2, <= 0.3 s)"
+	echo "minimal kernel: cold / its floor = $(ratio "$mc_med" "$fm_med") (target <= 1.20); template restore $mt_med s = $(ratio "$mt_med" "$f_med") x the stock floor, pool $mp_med s = $(ratio "$mp_med" "$f_med") x (target <= 0.2, <= 0.3 s)"
 	echo "minimal kernel, idle container: template clone: $MEM_MIN_TPL; cold boot: $MEM_MIN_COLD"
 fi

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -24,6 +25,9 @@ func (e *env) poolConfig(n int) (cfg, dir string) {
 	dir = filepath.Join(e.dir, "factory")
 	cfg = filepath.Join(e.dir, "pool.toml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf("[factory]\ntemplate = true\ndir = %q\ncache = %d\n", dir, n)), 0o644)
+	// Pooled VMs wait until told to stop: a test that fails half-way must
+	// not leave them (this runs before the leak check).
+	e.t.Cleanup(func() { e.exec(nil, io.Discard, io.Discard, []string{"--config", cfg, "factory", "destroy"}) })
 	return cfg, dir
 }
 
@@ -52,20 +56,24 @@ func (e *env) poolStatus(cfg string) []poolMember {
 	return out
 }
 
-// waitPoolReady waits until the pool holds exactly n ready VMs (the
-// refill runs in the background) and returns them.
+// waitPoolReady waits until the pool holds exactly n ready VMs of cfg and
+// none being filled (the refill runs in the background) and returns them.
 func (e *env) waitPoolReady(cfg string, n int) []poolMember {
 	e.t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		var ready []poolMember
+		filling := 0
 		all := e.poolStatus(cfg)
 		for _, m := range all {
-			if m.state == "ready" && m.pid > 0 {
+			switch {
+			case m.state == "ready" && m.pid > 0:
 				ready = append(ready, m)
+			case m.state == "filling":
+				filling++
 			}
 		}
-		if len(ready) == n && len(all) == n {
+		if len(ready) == n && filling == 0 {
 			return ready
 		}
 		if time.Now().After(deadline) {
@@ -264,4 +272,39 @@ func TestPoolDeleteForceAfterShimKilled(t *testing.T) {
 	}
 	// Whatever the refill started waits in the pool; destroy stops it.
 	e.mustOK(e.rt("--config", cfg, "factory", "destroy"))
+}
+
+// Two configurations (here two VM sizes) sharing a factory directory keep
+// a pool each: neither's filler takes the other's VMs for stale ones.
+func TestPoolsOfTwoConfigurationsShareAFactory(t *testing.T) {
+	skiffOnly(t)
+	t.Parallel()
+	e := newEnv(t)
+	small, dir := e.poolConfig(1)
+	big := filepath.Join(e.dir, "big.toml")
+	os.WriteFile(big, []byte(fmt.Sprintf("[hypervisor]\ndefault_memory = 640\n[factory]\ndir = %q\ncache = 1\n", dir)), 0o644)
+	e.mustOK(e.rt("--config", small, "factory", "init"))
+	e.mustOK(e.rt("--config", big, "factory", "init"))
+	e.waitPoolReady(small, 1)
+	// Filling the big pool again (as a shim does) leaves the small one's VM.
+	e.mustOK(e.rt("--config", big, "factory", "init"))
+	all := e.poolStatus(small)
+	var mine, other int
+	for _, m := range all {
+		switch m.state {
+		case "ready":
+			mine++
+		case "ready (another configuration)":
+			other++
+		}
+	}
+	if mine != 1 || other != 1 {
+		t.Errorf("pools of two configurations: %+v, want one ready VM of each", all)
+	}
+	log := filepath.Join(e.dir, "log")
+	e.mustOK(e.rt("--config", big, "--debug", "--log", log, "run", "--bundle", e.bundle("b", sh("true")), e.id("big")))
+	if l, _ := os.ReadFile(log); !strings.Contains(string(l), "VM taken from the pool") {
+		t.Errorf("the second configuration's sandbox did not take its pooled VM; log:\n%s", l)
+	}
+	e.mustOK(e.rt("--config", small, "factory", "destroy"))
 }

@@ -191,6 +191,7 @@ func (z *Zygote) hand(files []uintptr) (int, <-chan unix.WaitStatus, error) {
 // namespace it enters is the thread's, and /proc/PID/ns/mnt shows the main
 // thread's.
 func ZygoteMain() {
+	warmDecoder()
 	if _, err := unix.Write(fdZygote, []byte{zygoteWaiting}); err != nil {
 		os.Exit(1)
 	}

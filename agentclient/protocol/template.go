@@ -1,5 +1,7 @@
 package protocol
 
+import specs "github.com/opencontainers/runtime-spec/specs-go"
+
 // Messages for sandboxes restored from a VM template.
 
 // WaitingMessage is printed on the guest console once the agent has its
@@ -16,4 +18,20 @@ const MethodReseed = "Reseed"
 type ReseedRequest struct {
 	UnixNano int64  `json:"unixNano"`
 	Entropy  []byte `json:"entropy"`
+}
+
+// MethodWarm is called on a pooled VM while it waits for its sandbox: the
+// agent goes once through what creating a container does in the guest
+// (mounting a share, decoding a spec, a cgroup), so that the guest code of
+// that path is translated and cached (under TCG each VM translates guest
+// code the first time it runs) before the sandbox comes. It changes
+// nothing the sandbox will see. An agent without it says so; that is not
+// an error for the caller.
+const MethodWarm = "Warm"
+
+// WarmRequest names a share to mount and unmount (at a scratch path: its
+// GuestPath is ignored) and a spec like the ones that will come.
+type WarmRequest struct {
+	Share Share       `json:"share"`
+	Spec  *specs.Spec `json:"spec"`
 }
