@@ -113,12 +113,17 @@ templates (they are rebuilt on demand).`,
 		{
 			Name:  "destroy",
 			Usage: "stop every waiting pooled VM and remove every VM template",
+			Flags: []cli.Flag{&cli.BoolFlag{Name: "pool", Usage: "only stop the waiting pooled VMs; keep the templates"}},
 			Action: func(c *cli.Context) error {
 				cfg, err := loadConfig(c)
 				if err != nil {
 					return err
 				}
-				return sandbox.Factory{Dir: cfg.Factory.Dir}.Destroy()
+				f := sandbox.Factory{Dir: cfg.Factory.Dir}
+				if c.Bool("pool") {
+					return f.DestroyPool()
+				}
+				return f.Destroy()
 			},
 		},
 	},

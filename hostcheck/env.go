@@ -37,6 +37,10 @@ type EnvConfig struct {
 	File     string `json:"file" toml:"file"`
 	SharedFS string `json:"sharedFS" toml:"shared_fs"`
 	LogLevel string `json:"logLevel" toml:"log_level"`
+	// The factory: VM templates, and how many pooled VMs wait.
+	Templates  bool   `json:"templates" toml:"templates"`
+	FactoryDir string `json:"factoryDir" toml:"factory_dir"`
+	PoolCache  int    `json:"poolCache" toml:"pool_cache"`
 }
 
 type EnvHypervisor struct {
@@ -93,6 +97,7 @@ func Environment(ctx context.Context, c *config.Config, root, version string) En
 	}
 	e.Config.SharedFS = c.Runtime.SharedFS
 	e.Config.LogLevel = c.Runtime.LogLevel
+	e.Config.Templates, e.Config.FactoryDir, e.Config.PoolCache = c.Factory.Template, c.Factory.Dir, c.Factory.Cache
 
 	hv := &e.Hypervisor
 	hv.QEMU = h.Path

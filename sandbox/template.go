@@ -312,15 +312,7 @@ func (f Factory) List() ([]TemplateInfo, error) {
 // Destroy stops every waiting pooled VM and removes every template.
 // Pooled VMs that sandboxes took stay: they are those sandboxes' VMs.
 func (f Factory) Destroy() error {
-	// A filler at work would start VMs (and build a template) behind our
-	// back: wait for it to finish first.
-	if lock, err := os.OpenFile(filepath.Join(f.Dir, "pool.lock"), os.O_RDWR, 0); err == nil {
-		defer lock.Close()
-		if err := flockWithin(lock, fillLockWait); err != nil {
-			return fmt.Errorf("wait for the pool's filler: %w", err)
-		}
-	}
-	if err := f.Pool().DestroyIdle(); err != nil {
+	if err := f.DestroyPool(); err != nil {
 		return err
 	}
 	ents, err := os.ReadDir(f.Dir)
@@ -342,6 +334,18 @@ func (f Factory) Destroy() error {
 	os.Remove(f.Pool().Dir) // only if empty
 	os.Remove(f.Dir)        // likewise
 	return errors.Join(errs...)
+}
+
+// DestroyPool stops every waiting pooled VM; templates stay. A filler at
+// work would start VMs behind its back: it waits for it to finish first.
+func (f Factory) DestroyPool() error {
+	if lock, err := os.OpenFile(filepath.Join(f.Dir, "pool.lock"), os.O_RDWR, 0); err == nil {
+		defer lock.Close()
+		if err := flockWithin(lock, fillLockWait); err != nil {
+			return fmt.Errorf("wait for the pool's filler: %w", err)
+		}
+	}
+	return f.Pool().DestroyIdle()
 }
 
 // remove drops one template, after a restore from it failed.

@@ -10,9 +10,9 @@
 # it (cold and from a template, against its own floor: raw QEMU on its
 # machine, microvm); without it those rows say n/a. The stock kernel rows
 # always use the stock kernel, whatever skiff's default. The pool rows take
-# the sandbox from a pool of one ([factory] cache = 1); before each of them
-# the bench waits, untimed, until the pool is full again, as a pool with
-# spare capacity would be.
+# the sandbox from a pool of one ([factory] cache = 1), filled (untimed)
+# right before the run and emptied after it, so that its waiting VM takes
+# no CPU from the other rows.
 #
 # Runs are interleaved (run 1 of each, run 2 of each, ...) so that a busy
 # host hits every contender alike; the table reports medians. Wall time is
@@ -246,7 +246,9 @@ run_skiff() { # i cold|template|mcold|mtemplate
 	[[ $2 == mtemplate ]] && conf=$MIN_TPL_CONF
 	[[ $2 == pool ]] && conf=$POOL_CONF
 	[[ $2 == mpool ]] && conf=$MIN_POOL_CONF
-	[[ $2 == *pool ]] && pool_ready "$conf"
+	# A pool is filled (untimed) just before its run and emptied after it,
+	# so that no waiting VM takes CPU from the other rows.
+	[[ $2 == *pool ]] && "$SKIFF" --root "$ROOT" --config "$conf" factory init >/dev/null && pool_ready "$conf"
 	s=$(now)
 	timeout "$RUN_TIMEOUT" "$SKIFF" --root "$ROOT" --config "$conf" run --bundle "$BUNDLE" "bench-$1" </dev/null >"$LOGS/skiff.out" 2>&1 || rc=$?
 	e=$(now)
@@ -255,6 +257,10 @@ run_skiff() { # i cold|template|mcold|mtemplate
 	fi
 	[[ ! -e $ROOT/bench-$1 ]] || { echo "bench: skiff run left its state dir $ROOT/bench-$1" >&2; exit 1; }
 	echo $((e - s)) >>"$WORK/skiff-$2.ns"
+	if [[ $2 == *pool ]]; then
+		"$SKIFF" --root "$ROOT" --config "$conf" factory destroy --pool >/dev/null
+	fi
+	return 0
 }
 run_floor() { # [min]
 	local s e rc=0 name=floor arr=FLOOR
@@ -292,10 +298,8 @@ run_runc() { # i
 
 # Warm-up (not counted): page cache, the accelerator verdict, runc's check.
 echo "warm-up..."
-"$SKIFF" --root "$ROOT" --config "$POOL_CONF" factory init >/dev/null
 run_skiff warm template && run_skiff warm cold && run_floor && run_skiff warm pool
 if ((MIN)); then
-	"$SKIFF" --root "$ROOT" --config "$MIN_POOL_CONF" factory init >/dev/null
 	run_skiff warm mtemplate && run_skiff warm mcold && run_floor min && run_skiff warm mpool
 fi
 if [[ -x $RUNC ]]; then

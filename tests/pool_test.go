@@ -202,7 +202,7 @@ func TestPoolNetwork(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ns := newNetns(t)
-	cfg, _ := e.poolConfig(1)
+	cfg, dir := e.poolConfig(1)
 	e.mustOK(e.rt("--config", cfg, "factory", "init"))
 	e.waitPoolReady(cfg, 1)
 	log := filepath.Join(e.dir, "log")
@@ -216,6 +216,14 @@ func TestPoolNetwork(t *testing.T) {
 	}
 	ns.assertPristine(t)
 	e.waitPoolReady(cfg, 1)
+	// destroy --pool stops the waiting VMs and keeps the template.
+	e.mustOK(e.rt("--config", cfg, "factory", "destroy", "--pool"))
+	if got := e.poolStatus(cfg); len(got) != 0 {
+		t.Errorf("pooled VMs left after destroy --pool: %+v", got)
+	}
+	if got := templateDirs(t, dir); len(got) != 1 {
+		t.Errorf("templates after destroy --pool: %v, want the one kept", got)
+	}
 	e.mustOK(e.rt("--config", cfg, "factory", "destroy"))
 }
 
