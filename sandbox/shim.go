@@ -217,8 +217,11 @@ func (s *shim) boot() error {
 		case <-bootCtx.Done():
 		}
 	}()
-	agent, err := agentclient.Dial(bootCtx, s.d.AgentSocket())
-	if err == nil {
+	var agent *agentclient.Client
+	if s.pooled != nil {
+		agent = s.pooled.agent // answered when it was taken
+		s.agent = agent
+	} else if agent, err = agentclient.Dial(bootCtx, s.d.AgentSocket()); err == nil {
 		s.agent = agent
 		_, err = agent.Ping(bootCtx)
 		s.log.Debug("agent answered")

@@ -1,27 +1,36 @@
 package sandbox
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"syscall"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/skiff-oci/skiff/agentclient"
 	"github.com/skiff-oci/skiff/config"
 	"github.com/skiff-oci/skiff/hypervisor"
 )
 
 // pooledVM is a VM the shim took from the pool (pool.go), not adopted yet.
 type pooledVM struct {
-	m    member
-	lock *os.File // held while the sandbox lives
-	pid  int
+	m     member
+	lock  *os.File // held while the sandbox lives
+	pid   int
+	agent *agentclient.Client
 }
+
+// pooledAnswerTimeout bounds the wait for a pooled VM's agent: it has
+// answered before, so a VM that does not now is broken, and the sandbox
+// restores a VM of its own instead.
+const pooledAnswerTimeout = 3 * time.Second
 
 // takePooled takes a VM from the pool for the sandbox whose VM would be c
 // (without NICs yet), or returns nil: no pool, a sandbox the pool cannot
@@ -47,13 +56,28 @@ func (s *shim) takePooled(c hypervisor.Config, spec *specs.Spec) *pooledVM {
 		return nil
 	}
 	s.refillPool = true
-	if err := os.Symlink(m.Dir, s.d.path(memberLink)); err != nil {
-		s.log.Warn("cannot use pooled VM", "error", err)
+	drop := func(err error) *pooledVM {
+		s.log.Warn("cannot use pooled VM; restoring one", "member", m.Dir, "error", err)
+		os.Remove(s.d.path(memberLink))
 		m.remove()
 		lock.Close()
 		return nil
 	}
-	return &pooledVM{m: *m, lock: lock, pid: pid}
+	if err := os.Symlink(m.Dir, s.d.path(memberLink)); err != nil {
+		return drop(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), pooledAnswerTimeout)
+	defer cancel()
+	agent, err := agentclient.Dial(ctx, m.vmFiles()["agent.sock"])
+	if err != nil {
+		return drop(err)
+	}
+	if _, err := agent.Ping(ctx); err != nil {
+		agent.Close()
+		return drop(err)
+	}
+	s.log.Debug("agent answered")
+	return &pooledVM{m: *m, lock: lock, pid: pid, agent: agent}
 }
 
 // bringTap moves the pooled VM's k-th spare tap into the current network

@@ -177,6 +177,25 @@ echo file=$(cat /single)`
 	}
 	e.waitPoolReady(cfg, 2)
 
+	// A waiting VM that hangs (its QEMU stopped) is dropped when taken,
+	// and the sandbox restores a VM of its own.
+	ready = e.waitPoolReady(cfg, 2)
+	for _, m := range ready {
+		syscall.Kill(m.pid, syscall.SIGSTOP)
+	}
+	log = filepath.Join(e.dir, "log-hung")
+	r = e.mustOK(e.rt("--config", cfg, "--debug", "--log", log, "run", "--bundle", e.bundle("h", sh("echo alive")), e.id("after-hang")))
+	if strings.TrimSpace(r.stdout) != "alive" {
+		t.Errorf("run after a pooled VM hung: %v", r)
+	}
+	if l, _ := os.ReadFile(log); !strings.Contains(string(l), "cannot use pooled VM") {
+		t.Errorf("the hung pooled VM was not dropped; log:\n%s", l)
+	}
+	for _, m := range ready {
+		syscall.Kill(m.pid, syscall.SIGCONT)
+	}
+	e.waitPoolReady(cfg, 2)
+
 	// A sandbox sized differently (a memory limit) cannot use the pool.
 	limit := int64(700 << 20)
 	log = filepath.Join(e.dir, "log-sized")
