@@ -283,3 +283,29 @@ func readHostCgroups(d Dir) (*hostCgroups, error) {
 	}
 	return &rec, nil
 }
+
+// joinRootCgroups moves the calling process into the root cgroup of every
+// cgroup hierarchy mounted. A pool filler does so before it starts VMs:
+// started by a shim, it is in that sandbox's cgroups (and, under podman,
+// conmon's), whose clean-up kills every process left in them. A pooled
+// VM is moved into its own sandbox's cgroups when it is taken.
+func joinRootCgroups() error {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	pid := []byte(strconv.Itoa(os.Getpid()))
+	var errs []error
+	for _, line := range strings.Split(string(data), "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		f, pf := strings.Fields(pre), strings.Fields(post)
+		// Only a mount of a hierarchy's root ("/") is its root cgroup.
+		if !ok || len(f) < 5 || len(pf) < 1 || (pf[0] != "cgroup" && pf[0] != "cgroup2") || f[3] != "/" {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(unescapeMountPath(f[4]), "cgroup.procs"), pid, 0); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -252,6 +252,9 @@ func Fill(ctx context.Context, cfg *config.Config, stateRoot string) error {
 	if err != nil {
 		return err
 	}
+	if err := joinRootCgroups(); err != nil {
+		slog.Debug("pool: leaving the caller's cgroups", "error", err)
+	}
 	f := Factory{Dir: cfg.Factory.Dir}
 	p := f.Pool()
 	if err := os.MkdirAll(p.Dir, 0o700); err != nil {

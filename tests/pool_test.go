@@ -335,3 +335,28 @@ func TestPoolsOfTwoConfigurationsShareAFactory(t *testing.T) {
 	}
 	e.mustOK(e.rt("--config", small, "factory", "destroy"))
 }
+
+// podman with a pool (its --runtime-flag passes --config): the sandbox
+// takes a pooled VM, and the replacement, started from inside the
+// container's cgroups, outlives podman's clean-up of them.
+func TestPoolUnderPodman(t *testing.T) {
+	skiffOnly(t)
+	t.Parallel()
+	e := newEnv(t)
+	cfg, _ := e.poolConfig(1)
+	e.mustOK(e.rt("--config", cfg, "factory", "init"))
+	before := e.waitPoolReady(cfg, 1)[0]
+	rootfs := podmanRootfs(t)
+	for i := 0; i < 2; i++ {
+		name := podmanName(t, fmt.Sprintf("pool%d", i))
+		r := podmanOK(t, "--runtime-flag", "config="+cfg, "run", "--rm", "--name", name, "--rootfs", rootfs, "sh", "-c", "echo from-pool")
+		if strings.TrimSpace(r.stdout) != "from-pool" {
+			t.Errorf("podman run %d: %v", i, r)
+		}
+		after := e.waitPoolReady(cfg, 1)[0]
+		if after.id == before.id {
+			t.Errorf("podman run %d did not take the pooled VM %s", i, before.id)
+		}
+		before = after
+	}
+}
