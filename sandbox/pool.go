@@ -375,8 +375,7 @@ func (p Pool) fillOne(ctx context.Context, base hypervisor.Config, t Template, k
 	}
 	if err == nil {
 		// Best effort: a guest that cannot warm up still serves.
-		spec := DefaultSpec()
-		spec.Root.Path = filepath.Join(guestShareDir, "rootfs", poolContent)
+		spec := warmSpec()
 		if werr := agent.Warm(bctx, &protocol.WarmRequest{
 			Share: protocol.Share{Tag: "rootfs", FSType: "9p", GuestPath: spec.Root.Path, ReadOnly: true},
 			Spec:  spec,

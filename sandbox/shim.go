@@ -223,12 +223,15 @@ func (s *shim) boot() error {
 		s.agent = agent
 	} else if agent, err = agentclient.Dial(bootCtx, s.d.AgentSocket()); err == nil {
 		s.agent = agent
-		_, err = agent.Ping(bootCtx)
-		s.log.Debug("agent answered")
-	}
-	if err == nil && restored {
-		err = reseed(bootCtx, agent)
-		s.log.Debug("guest reseeded")
+		if restored {
+			// The template's agent version was checked when it was
+			// built; the reseed is the first answer.
+			err = reseed(bootCtx, agent)
+			s.log.Debug("guest reseeded")
+		} else {
+			_, err = agent.Ping(bootCtx)
+			s.log.Debug("agent answered")
+		}
 	}
 	if restored || s.pooled != nil {
 		// A pooled VM was reseeded when it was restored.
@@ -281,19 +284,29 @@ func (s *shim) attachStdio(ctx context.Context) error {
 	if s.terminal {
 		return s.attachTerminal(ctx)
 	}
-	id := s.st.ID
-	in, err := s.agent.OpenStdio(ctx, id, "", protocol.Stdin)
-	if err != nil {
+	// The three streams are opened at once: their round trips overlap.
+	var (
+		streams [3]net.Conn
+		errs3   [3]error
+		wg      sync.WaitGroup
+	)
+	for i, which := range []string{protocol.Stdin, protocol.Stdout, protocol.Stderr} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			streams[i], errs3[i] = s.agent.OpenStdio(ctx, s.st.ID, "", which)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs3[:]...); err != nil {
+		for _, c := range streams {
+			if c != nil {
+				c.Close()
+			}
+		}
 		return err
 	}
-	out, err := s.agent.OpenStdio(ctx, id, "", protocol.Stdout)
-	if err != nil {
-		return err
-	}
-	errs, err := s.agent.OpenStdio(ctx, id, "", protocol.Stderr)
-	if err != nil {
-		return err
-	}
+	in, out, errs := streams[0], streams[1], streams[2]
 	// Nobody waits for the stdin copy: it may block reading our stdin
 	// forever, and it ends with the process anyway.
 	go func() {

@@ -13,8 +13,10 @@ import (
 	"strings"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/skiff-oci/skiff/agentclient"
 	"github.com/skiff-oci/skiff/agentclient/protocol"
 	"github.com/skiff-oci/skiff/hypervisor"
 )
@@ -226,20 +228,36 @@ func (f Factory) build(ctx context.Context, t Template, key string, c hypervisor
 	}()
 
 	deadline := time.Now().Add(bootTimeout)
-	for {
-		b, _ := os.ReadFile(c.ConsoleLog)
-		if strings.Contains(string(b), protocol.WaitingMessage) {
-			break
+	// waiting returns once the agent has said it waits for a host n times.
+	waiting := func(n int) error {
+		for {
+			b, _ := os.ReadFile(c.ConsoleLog)
+			if strings.Count(string(b), protocol.WaitingMessage) >= n {
+				return nil
+			}
+			select {
+			case <-exited:
+				return fmt.Errorf("the template VM exited while booting%s", tailOf(c.ConsoleLog))
+			default:
+			}
+			if time.Now().After(deadline) {
+				return &guestTimeoutError{fmt.Sprintf("the guest did not reach its agent within %v (hypervisor.boot_timeout)%s", bootTimeout, tailOf(c.ConsoleLog))}
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		select {
-		case <-exited:
-			return fmt.Errorf("the template VM exited while booting%s", tailOf(c.ConsoleLog))
-		default:
-		}
-		if time.Now().After(deadline) {
-			return &guestTimeoutError{fmt.Sprintf("the guest did not reach its agent within %v (hypervisor.boot_timeout)%s", bootTimeout, tailOf(c.ConsoleLog))}
-		}
-		time.Sleep(10 * time.Millisecond)
+	}
+	if err := waiting(1); err != nil {
+		return err
+	}
+	// One session before the save: the agent's protocol version is
+	// checked here once (clones skip the Ping), and what the agent
+	// builds lazily on a container's creation path is built into the
+	// template. The agent then waits for a host again.
+	if err := warmTemplate(ctx, c.AgentSocket, deadline); err != nil {
+		return err
+	}
+	if err := waiting(2); err != nil {
+		return err
 	}
 	tm, ok := vm.(hypervisor.Templater)
 	if !ok {
@@ -258,6 +276,34 @@ func (f Factory) build(ctx context.Context, t Template, key string, c hypervisor
 		return err
 	}
 	return os.Rename(tmp, t.meta())
+}
+
+// warmTemplate checks the template guest's agent version and has it go
+// through a container's creation path once (protocol.MethodWarm), without
+// mounting anything: a 9p share mounted even once would block the save.
+func warmTemplate(ctx context.Context, agentSocket string, deadline time.Time) error {
+	wctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	agent, err := agentclient.Dial(wctx, agentSocket)
+	if err != nil {
+		return fmt.Errorf("template guest's agent: %w", err)
+	}
+	defer agent.Close()
+	if _, err := agent.Ping(wctx); err != nil {
+		return fmt.Errorf("template guest's agent: %w", err)
+	}
+	if err := agent.Warm(wctx, &protocol.WarmRequest{Spec: warmSpec()}); err != nil {
+		slog.Debug("warming the template up", "error", err)
+	}
+	return nil
+}
+
+// warmSpec is a spec like those sandboxes send (the one `skiff spec`
+// writes, its root where a pooled VM's is).
+func warmSpec() *specs.Spec {
+	spec := DefaultSpec()
+	spec.Root.Path = filepath.Join(guestShareDir, "rootfs", poolContent)
+	return spec
 }
 
 // prune removes stale templates (their kernel, initrd or QEMU changed)
