@@ -159,6 +159,9 @@ func (c *Config) validate() error {
 	if h.BootTimeout < 1 {
 		return fmt.Errorf("hypervisor.boot_timeout = %d: must be at least 1 (seconds)", h.BootTimeout)
 	}
+	if !filepath.IsAbs(c.Factory.Dir) {
+		return fmt.Errorf("factory.dir = %q: must be an absolute path", c.Factory.Dir)
+	}
 	if c.Factory.Cache < 0 || c.Factory.Cache > MaxCache {
 		return fmt.Errorf("factory.cache = %d: must be between 0 and %d", c.Factory.Cache, MaxCache)
 	}

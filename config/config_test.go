@@ -40,6 +40,7 @@ func TestLoadErrorsNameTheProblem(t *testing.T) {
 		"[hypervisor]\nkernal = \"/x\"":           "unknown keys: hypervisor.kernal",
 		"[runtime]\nshared_fs = \"nfs\"":          "shared_fs",
 		"[hypervisor]\ndefault_memory = \"lots\"": "default_memory",
+		"[factory]\ndir = \"factory\"":            "must be an absolute path",
 		"[factory]\ncache = -1":                   "factory.cache = -1",
 		"[factory]\ncache = 1000":                 "between 0 and 64",
 		"[factory]\ncache = 2\ntemplate = false":  "needs factory.template = true",
