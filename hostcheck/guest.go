@@ -204,7 +204,7 @@ func CheckGuestImage(kernel, initrd string) Result {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		r.Status = Pass
-		r.Detail = fmt.Sprintf("no %s (image not built by guest/build.sh): guest kernel and agent versions unknown; agent protocol v%d is checked at boot", p, protocol.Version)
+		r.Detail = fmt.Sprintf("no %s (image not built by guest/build.sh): guest kernel and agent versions unknown; agent protocol v%d is checked at each cold boot and when a VM template is built", p, protocol.Version)
 		return r
 	case err != nil:
 		r.Status, r.Detail = Warn, err.Error()
@@ -229,7 +229,7 @@ func CheckGuestImage(kernel, initrd string) Result {
 		desc += ", matches /init in the initramfs"
 	}
 	r.Status = Pass
-	r.Detail = fmt.Sprintf("%s; agent protocol v%d is checked at boot", desc, protocol.Version)
+	r.Detail = fmt.Sprintf("%s; agent protocol v%d is checked at each cold boot and when a VM template is built", desc, protocol.Version)
 	return r
 }
 
