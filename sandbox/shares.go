@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -21,10 +22,10 @@ const guestShareDir = "/run/skiff/shares"
 
 // sharePlan says how a container's host files reach the guest: the rootfs
 // and each bind-mounted directory become a shared-filesystem device of
-// their own; a bind-mounted file is bind-mounted on the host into a
-// directory of its own under the state directory, which is then shared.
-// Sharing a file's parent directory instead would hand the guest every
-// sibling of, say, /etc/hosts.
+// their own; each bind-mounted file is bind-mounted on the host into a
+// directory of its own under the state directory's files/, which is shared
+// once for all of them. Sharing a file's parent directory instead would
+// hand the guest every sibling of, say, /etc/hosts.
 type sharePlan struct {
 	Host  []hypervisor.Share
 	Guest []protocol.Share
@@ -78,6 +79,7 @@ func planShares(d Dir, b *Bundle) (*sharePlan, error) {
 	spec.Root = &root
 
 	spec.Mounts = make([]specs.Mount, len(b.Spec.Mounts))
+	var fileMounts []fileMount
 	for i, m := range b.Spec.Mounts {
 		spec.Mounts[i] = m
 		if !isBind(m) {
@@ -92,26 +94,45 @@ func planShares(d Dir, b *Bundle) (*sharePlan, error) {
 			return nil, fmt.Errorf("mount %s: source %s does not exist", m.Destination, src)
 		}
 		ro := hasOption(m, "ro")
-		// Tags are numbered in order (m0, m1, ...), whatever the
-		// mount's index: VM templates carry a fixed set of them.
-		tag := fmt.Sprintf("m%d", len(p.Host)-1)
 		switch {
 		case fi.IsDir():
-			spec.Mounts[i].Source = add(tag, src, ro)
+			// Tags are numbered in order (m0, m1, ...), whatever the
+			// mount's index: VM templates carry a fixed set of them.
+			spec.Mounts[i].Source = add(fmt.Sprintf("m%d", len(p.Host)-1), src, ro)
 		case fi.Mode().IsRegular():
-			dir := filepath.Join(d.FilesDir(), tag)
-			target := filepath.Join(dir, filepath.Base(src))
+			// Every file bind goes into one share (below): file K is
+			// bind-mounted alone in files/K/, read-only on the host
+			// when the mount is.
+			k := strconv.Itoa(len(p.fileBinds))
+			target := filepath.Join(d.FilesDir(), k, filepath.Base(src))
 			p.fileBinds = append(p.fileBinds, fileBind{source: src, target: target, readOnly: ro})
-			spec.Mounts[i].Source = filepath.Join(add(tag, dir, ro), filepath.Base(src))
+			fileMounts = append(fileMounts, fileMount{index: i, rel: filepath.Join(k, filepath.Base(src))})
 		default:
 			// Device nodes and sockets: the guest has its own /dev; a host
 			// device never reaches it through a file share.
 			spec.Mounts[i].Source = m.Source
 		}
 	}
+	if len(fileMounts) > 0 {
+		// One share however many files (podman binds four: hosts,
+		// resolv.conf, hostname, .containerenv), so that they take one
+		// of a template's slots. It is writable: a read-only file is
+		// read-only through its own host bind mount.
+		guest := add(fmt.Sprintf("m%d", len(p.Host)-1), d.FilesDir(), false)
+		for _, f := range fileMounts {
+			spec.Mounts[f.index].Source = filepath.Join(guest, f.rel)
+		}
+	}
 	// Hooks run on the host, never in the guest.
 	spec.Hooks = nil
 	return p, nil
+}
+
+// fileMount is a spec mount of a single file: its index in Mounts and its
+// path in the files share.
+type fileMount struct {
+	index int
+	rel   string
 }
 
 // mountFiles makes the host bind mounts for file binds. On error, what was

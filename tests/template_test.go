@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // VM templates: sandboxes restored from a saved guest must behave like
@@ -102,4 +104,57 @@ func TestCorruptTemplateFallsBackToColdBoot(t *testing.T) {
 	if got := templateDirs(t, dir); len(got) != 1 {
 		t.Errorf("templates after the fallback: %v, want one rebuilt", got)
 	}
+}
+
+// Bind-mounted files share one of a template's slots however many there
+// are (podman binds four): a sandbox with six files and two directories
+// is still restored from the template, each file alone and read-only when
+// its mount says so.
+func TestTemplateServesManyFileBinds(t *testing.T) {
+	skiffOnly(t)
+	t.Parallel()
+	e := newEnv(t)
+	cfg, _ := e.factoryConfig()
+	var mounts []specs.Mount
+	script := ""
+	for i := 0; i < 6; i++ {
+		f := filepath.Join(e.dir, fmt.Sprintf("src%d", i), "same-name")
+		os.MkdirAll(filepath.Dir(f), 0o755)
+		os.WriteFile(f, []byte(fmt.Sprintf("file-%d\n", i)), 0o644)
+		opts := []string{"bind", "rw"}
+		if i%2 == 1 {
+			opts = []string{"bind", "ro"}
+		}
+		dest := fmt.Sprintf("/f%d", i)
+		mounts = append(mounts, specs.Mount{Destination: dest, Type: "bind", Source: f, Options: opts})
+		script += fmt.Sprintf("echo f%d=$(cat %s); echo w%d >> %s 2>/dev/null && echo w%d=rw || echo w%d=ro\n", i, dest, i, dest, i, i)
+	}
+	for i := 0; i < 2; i++ {
+		d := filepath.Join(e.dir, fmt.Sprintf("dir%d", i))
+		os.MkdirAll(d, 0o755)
+		mounts = append(mounts, specs.Mount{Destination: fmt.Sprintf("/d%d", i), Type: "bind", Source: d, Options: []string{"rbind", "rw"}})
+	}
+	script += "ls /d0 /d1 >/dev/null && echo dirs=ok\n"
+	b := e.bundle("many", sh(script), func(s *specs.Spec) { s.Mounts = append(s.Mounts, mounts...) })
+	e.mustOK(e.rt("--config", cfg, "factory", "init"))
+	log := filepath.Join(e.dir, "log")
+	r := e.mustOK(e.rt("--config", cfg, "--debug", "--log", log, "run", "--bundle", b, e.id("many")))
+	if l, _ := os.ReadFile(log); !strings.Contains(string(l), "restored from template") {
+		t.Errorf("a sandbox with 6 file and 2 directory binds was not restored from the template; log:\n%s", l)
+	}
+	kv := keyValues(r.stdout)
+	for i := 0; i < 6; i++ {
+		wantKV(t, kv, fmt.Sprintf("f%d", i), fmt.Sprintf("file-%d", i))
+		want := "rw"
+		if i%2 == 1 {
+			want = "ro"
+		}
+		wantKV(t, kv, fmt.Sprintf("w%d", i), want)
+		host, _ := os.ReadFile(filepath.Join(e.dir, fmt.Sprintf("src%d", i), "same-name"))
+		if wrote := strings.Contains(string(host), fmt.Sprintf("w%d", i)); wrote != (want == "rw") {
+			t.Errorf("file %d (%s): the host file reads %q", i, want, host)
+		}
+	}
+	wantKV(t, kv, "dirs", "ok")
+	e.mustOK(e.rt("--config", cfg, "factory", "destroy"))
 }
