@@ -138,6 +138,9 @@ type fileMount struct {
 // mountFiles makes the host bind mounts for file binds. On error, what was
 // mounted is undone by unmountUnder on the state directory.
 func (p *sharePlan) mountFiles() error {
+	if len(p.fileBinds) == 0 {
+		return nil
+	}
 	for _, fb := range p.fileBinds {
 		if err := os.MkdirAll(filepath.Dir(fb.target), 0o700); err != nil {
 			return err
@@ -147,6 +150,18 @@ func (p *sharePlan) mountFiles() error {
 			return err
 		}
 		f.Close()
+	}
+	// The share is writable (for the files that are), but the guest must
+	// not create anything in it: files/ itself is a read-only bind mount,
+	// the files are mounted on top of it.
+	files := filepath.Dir(filepath.Dir(p.fileBinds[0].target))
+	if err := unix.Mount(files, files, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind %s: %w", files, err)
+	}
+	if err := unix.Mount("", files, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+		return fmt.Errorf("bind %s read-only: %w", files, err)
+	}
+	for _, fb := range p.fileBinds {
 		if err := unix.Mount(fb.source, fb.target, "", unix.MS_BIND, ""); err != nil {
 			return fmt.Errorf("bind %s: %w", fb.source, err)
 		}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -73,4 +74,51 @@ func TestDebugConsole(t *testing.T) {
 	e.mustOK(e.rt("kill", id, "KILL"))
 	e.waitStatus(id, "stopped")
 	e.mustOK(e.rt("delete", id))
+}
+
+// The share that carries a sandbox's bind-mounted files is writable for
+// the files that are, but even the guest's root (here through the debug
+// console, as a guest kernel the container took over could) cannot create
+// anything in it on the host, nor write a read-only file.
+func TestGuestRootCannotWriteOutsideItsFiles(t *testing.T) {
+	skiffOnly(t)
+	t.Parallel()
+	e := newEnv(t)
+	rw, ro := filepath.Join(e.dir, "rw", "data"), filepath.Join(e.dir, "ro", "data")
+	for _, f := range []string{rw, ro} {
+		os.MkdirAll(filepath.Dir(f), 0o755)
+		os.WriteFile(f, []byte("start\n"), 0o644)
+	}
+	b := e.bundle("c", sh("sleep 600"), func(s *specs.Spec) {
+		s.Mounts = append(s.Mounts,
+			// Targets no other test uses: with a read-only root they are
+			// created (as files) in the rootfs the tests share.
+			specs.Mount{Destination: "/guest-root-rw-file", Type: "bind", Source: rw, Options: []string{"bind", "rw"}},
+			specs.Mount{Destination: "/guest-root-ro-file", Type: "bind", Source: ro, Options: []string{"bind", "ro"}})
+	})
+	id := e.id("files")
+	e.create(id, b)
+	e.mustOK(e.rt("start", id))
+	cfg := filepath.Join(e.dir, "debug.toml")
+	os.WriteFile(cfg, []byte("[runtime]\ndebug_console = true\n"), 0o644)
+	// No directory is bind-mounted: the files' share is m0, file K in K/.
+	script := `s=/run/skiff/shares/m0
+touch $s/evil 2>/dev/null && echo create=yes || echo create=no
+mkdir $s/evil-dir 2>/dev/null && echo mkdir=yes || echo mkdir=no
+echo guest >> $s/0/data && echo rwfile=written
+echo guest >> $s/1/data 2>/dev/null && echo rofile=written || echo rofile=refused
+`
+	r := e.mustOK(e.rtIn(strings.NewReader(script), "--config", cfg, "debug-console", id))
+	kv := keyValues(r.stdout)
+	wantKV(t, kv, "create", "no")
+	wantKV(t, kv, "mkdir", "no")
+	wantKV(t, kv, "rwfile", "written")
+	wantKV(t, kv, "rofile", "refused")
+	if b, _ := os.ReadFile(ro); string(b) != "start\n" {
+		t.Errorf("the read-only file reads %q on the host", b)
+	}
+	if b, _ := os.ReadFile(rw); string(b) != "start\nguest\n" {
+		t.Errorf("the writable file reads %q on the host, want the guest's line", b)
+	}
+	e.mustOK(e.rt("delete", "--force", id))
 }

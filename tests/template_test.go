@@ -125,16 +125,16 @@ func TestTemplateServesManyFileBinds(t *testing.T) {
 		if i%2 == 1 {
 			opts = []string{"bind", "ro"}
 		}
-		dest := fmt.Sprintf("/f%d", i)
+		dest := fmt.Sprintf("/many-binds-f%d", i) // created in the shared rootfs
 		mounts = append(mounts, specs.Mount{Destination: dest, Type: "bind", Source: f, Options: opts})
 		script += fmt.Sprintf("echo f%d=$(cat %s); echo w%d >> %s 2>/dev/null && echo w%d=rw || echo w%d=ro\n", i, dest, i, dest, i, i)
 	}
 	for i := 0; i < 2; i++ {
 		d := filepath.Join(e.dir, fmt.Sprintf("dir%d", i))
 		os.MkdirAll(d, 0o755)
-		mounts = append(mounts, specs.Mount{Destination: fmt.Sprintf("/d%d", i), Type: "bind", Source: d, Options: []string{"rbind", "rw"}})
+		mounts = append(mounts, specs.Mount{Destination: fmt.Sprintf("/many-binds-d%d", i), Type: "bind", Source: d, Options: []string{"rbind", "rw"}})
 	}
-	script += "ls /d0 /d1 >/dev/null && echo dirs=ok\n"
+	script += "ls /many-binds-d0 /many-binds-d1 >/dev/null && echo dirs=ok\n"
 	b := e.bundle("many", sh(script), func(s *specs.Spec) { s.Mounts = append(s.Mounts, mounts...) })
 	e.mustOK(e.rt("--config", cfg, "factory", "init"))
 	log := filepath.Join(e.dir, "log")
