@@ -212,6 +212,26 @@ func (p Pool) sweep(key string) int {
 	return n
 }
 
+// trim stops up to n ready, untaken members of key.
+func (p Pool) trim(key string, n int) {
+	for _, m := range p.members() {
+		if n <= 0 {
+			return
+		}
+		lock := m.lock()
+		if lock == nil {
+			continue
+		}
+		if info, err := m.read(); err == nil && info.Ready && info.Sandbox == "" && info.Key == key {
+			if err := m.remove(); err != nil {
+				slog.Warn("pool: cannot remove member", "dir", m.Dir, "error", err)
+			}
+			n--
+		}
+		lock.Close()
+	}
+}
+
 // hasTemplate reports whether the template of key still exists: stale
 // templates are pruned, and their pooled VMs are of no use then.
 func (p Pool) hasTemplate(key string) bool {
@@ -277,7 +297,9 @@ func Fill(ctx context.Context, cfg *config.Config, stateRoot string) error {
 		if err != nil {
 			return err
 		}
-		if p.sweep(key) >= cfg.Factory.Cache {
+		if n := p.sweep(key); n >= cfg.Factory.Cache {
+			// cache was lowered: stop what is beyond it.
+			p.trim(key, n-cfg.Factory.Cache)
 			return nil
 		}
 		if err := p.fillOne(ctx, base, t, key, cfg.Hypervisor.BootTimeoutDuration()); err != nil {

@@ -206,6 +206,11 @@ echo file=$(cat /single)`
 		t.Errorf("a sandbox with its own VM size took a pooled VM; log:\n%s", l)
 	}
 
+	// With cache lowered, the next fill stops what is beyond it.
+	os.WriteFile(cfg, []byte(fmt.Sprintf("[factory]\ntemplate = true\ndir = %q\ncache = 1\n", dir)), 0o644)
+	e.mustOK(e.rt("--config", cfg, "factory", "init"))
+	e.waitPoolReady(cfg, 1)
+
 	// destroy stops every waiting VM: the leak check at the end finds no
 	// process naming the test's directory and no mount below it.
 	e.mustOK(e.rt("--config", cfg, "factory", "destroy"))
