@@ -368,21 +368,7 @@ func (p Pool) fillOne(ctx context.Context, base hypervisor.Config, t Template, k
 	// QEMU holds its own copies of the taps; the pinned namespace keeps
 	// them where a sandbox will look.
 	defer release()
-	vm, err = hypervisor.NewQEMU(c)
-	if err != nil {
-		return err
-	}
-	if err := vm.Start(ctx); err != nil {
-		return err
-	}
-	tm, ok := vm.(hypervisor.Templater)
-	if !ok {
-		return errors.New("this hypervisor cannot restore templates")
-	}
-	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := tm.RestoreTemplate(rctx, t.state()); err != nil {
-		t.remove()
+	if vm, err = t.startClone(ctx, c); err != nil {
 		return err
 	}
 	bctx, bcancel := context.WithTimeout(ctx, bootTimeout)

@@ -56,33 +56,12 @@ func (s *shim) restore(ctx context.Context, c hypervisor.Config) (hypervisor.Hyp
 	if err != nil {
 		return nil, err
 	}
-	vm, err := hypervisor.NewQEMU(c)
+	vm, err := t.startClone(ctx, c)
 	if err != nil {
 		release()
 		return nil, err
 	}
-	if err := vm.Start(ctx); err != nil {
-		release()
-		return nil, err
-	}
 	s.releaseSpare = release
-	tm, ok := vm.(hypervisor.Templater)
-	if !ok {
-		vm.Stop(ctx, vmStopTimeout)
-		release()
-		s.releaseSpare = nil
-		return nil, errors.New("this hypervisor cannot restore templates")
-	}
-	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := tm.RestoreTemplate(rctx, t.state()); err != nil {
-		vm.Stop(ctx, vmStopTimeout)
-		release()
-		s.releaseSpare = nil
-		// A corrupt or stale template: the next sandbox rebuilds it.
-		t.remove()
-		return nil, err
-	}
 	s.log.Debug("VM restored from template", "template", t.Dir)
 	return vm, nil
 }

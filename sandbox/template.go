@@ -278,6 +278,32 @@ func (f Factory) build(ctx context.Context, t Template, key string, c hypervisor
 	return os.Rename(tmp, t.meta())
 }
 
+// startClone starts a VM of c (a clone's configuration: the template's
+// devices, its memory file mapped privately, incoming) and restores the
+// template's state into it. When the restore fails, the VM is stopped and
+// the template, corrupt or stale, removed: the next sandbox rebuilds it.
+func (t Template) startClone(ctx context.Context, c hypervisor.Config) (hypervisor.Hypervisor, error) {
+	vm, err := hypervisor.NewQEMU(c)
+	if err != nil {
+		return nil, err
+	}
+	tm, ok := vm.(hypervisor.Templater)
+	if !ok {
+		return nil, errors.New("this hypervisor cannot restore templates")
+	}
+	if err := vm.Start(ctx); err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := tm.RestoreTemplate(rctx, t.state()); err != nil {
+		vm.Stop(ctx, vmStopTimeout)
+		t.remove()
+		return nil, err
+	}
+	return vm, nil
+}
+
 // warmTemplate checks the template guest's agent version and has it go
 // through a container's creation path once (protocol.MethodWarm), without
 // mounting anything: a 9p share mounted even once would block the save.
