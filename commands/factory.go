@@ -107,7 +107,7 @@ templates (they are rebuilt on demand).`,
 						return err
 					}
 				}
-				return sandbox.Fill(c.Context, cfg, c.String("root"))
+				return sandbox.Refill(c.Context, cfg, c.String("root"))
 			},
 		},
 		{

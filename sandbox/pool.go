@@ -262,6 +262,16 @@ const fillLockWait = 5 * time.Minute
 // building the template first if needed. Fillers take turns: a second one
 // waits, then finds the pool full or fills what is missing.
 func Fill(ctx context.Context, cfg *config.Config, stateRoot string) error {
+	return fill(ctx, cfg, stateRoot, false)
+}
+
+// Refill is Fill for a shim that took a VM or found none: it does nothing
+// when another filler already waits its turn, which will fill for it too.
+func Refill(ctx context.Context, cfg *config.Config, stateRoot string) error {
+	return fill(ctx, cfg, stateRoot, true)
+}
+
+func fill(ctx context.Context, cfg *config.Config, stateRoot string, once bool) error {
 	if cfg.Factory.Cache <= 0 || !cfg.Factory.Template {
 		return nil
 	}
@@ -280,6 +290,23 @@ func Fill(ctx context.Context, cfg *config.Config, stateRoot string) error {
 	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
 		return fmt.Errorf("pool %s: %w", p.Dir, err)
 	}
+	// One filler works (pool.lock), one more may wait for it (pool.next):
+	// a burst of sandboxes finding the pool empty starts one filler each,
+	// and the waiting one will fill for all of them.
+	next, err := os.OpenFile(filepath.Join(f.Dir, "pool.next"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return err
+	}
+	defer next.Close()
+	if unix.Flock(int(next.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+		if once {
+			slog.Debug("pool: a filler is already waiting its turn")
+			return nil
+		}
+		if err := flockWithin(next, fillLockWait); err != nil {
+			return fmt.Errorf("pool: wait for %s: %w", next.Name(), err)
+		}
+	}
 	lock, err := os.OpenFile(filepath.Join(f.Dir, "pool.lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return err
@@ -288,6 +315,7 @@ func Fill(ctx context.Context, cfg *config.Config, stateRoot string) error {
 	if err := flockWithin(lock, fillLockWait); err != nil {
 		return fmt.Errorf("pool: another filler holds %s: %w", lock.Name(), err)
 	}
+	next.Close()
 	for {
 		t, err := f.Ensure(ctx, base, cfg.Hypervisor.BootTimeoutDuration())
 		if err != nil {
