@@ -51,11 +51,10 @@ type Zygote struct {
 
 // StartZygote starts a zygote. It does not wait for it: see WaitReady.
 func StartZygote(r Reaper) (*Zygote, error) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	mine, theirs, err := zygoteSocket()
 	if err != nil {
-		return nil, fmt.Errorf("zygote socket: %w", err)
+		return nil, err
 	}
-	mine, theirs := os.NewFile(uintptr(fds[0]), "zygote"), os.NewFile(uintptr(fds[1]), "zygote")
 	defer theirs.Close()
 	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	if err != nil {
@@ -70,7 +69,8 @@ func StartZygote(r Reaper) (*Zygote, error) {
 		// unsharing process would enter one made later.
 		Sys: &syscall.SysProcAttr{Setsid: true, Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC},
 	}
-	// Born in a cgroup of its own, which becomes the container's.
+	// Born in a cgroup of its own, not the agent's: it is moved into the
+	// container's when it becomes one (adoptCgroup).
 	cgroup, cgfd := makeCgroup(zygoteCgroup)
 	if cgfd >= 0 {
 		defer unix.Close(cgfd)
@@ -88,6 +88,22 @@ func StartZygote(r Reaper) (*Zygote, error) {
 		return nil, fmt.Errorf("start zygote: %w", err)
 	}
 	return &Zygote{pid: pid, status: status, sock: mine, cgroup: cgroup}, nil
+}
+
+// zygoteSocket is the agent's and the zygote's ends of their socket. The
+// agent's is non-blocking, so that Go's poller drives it and WaitReady's
+// deadline holds; the zygote's stays blocking.
+func zygoteSocket() (mine, theirs *os.File, err error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("zygote socket: %w", err)
+	}
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
+		return nil, nil, fmt.Errorf("zygote socket: %w", err)
+	}
+	return os.NewFile(uintptr(fds[0]), "zygote"), os.NewFile(uintptr(fds[1]), "zygote"), nil
 }
 
 // WaitReady returns once the zygote waits for work, or an error (and the
