@@ -83,14 +83,18 @@ func Main() {
 		log.errorf("must run as PID 1 of the guest")
 		os.Exit(1)
 	}
-	boot(log)
+	cmdline := boot(log)
 	a := &Agent{
 		log:        log,
 		reaper:     newReaper(),
 		containers: map[string]*ctr{},
 		shares:     map[string]protocol.Share{},
 	}
-	if z, err := container.StartZygote(a.reaper); err != nil {
+	// skiff.zygote=0 on the kernel command line: every container init is
+	// forked when its container is created (for comparison and debugging).
+	if hasWord(splitCmdline(cmdline), "skiff.zygote=0") {
+		log.debugf("no zygote (skiff.zygote=0)")
+	} else if z, err := container.StartZygote(a.reaper); err != nil {
 		log.errorf("%v", err)
 	} else {
 		a.zygote = z
