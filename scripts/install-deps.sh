@@ -20,6 +20,8 @@ PKGS=(
 	ca-certificates
 	make
 	git
+	curl              # Go, when the machine has none (from the module proxy)
+	unzip
 )
 
 missing=()
@@ -39,14 +41,33 @@ if ((${#missing[@]})); then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
-# Go toolchain: the one on PATH, else the official tarball location.
+# Go toolchain: the one on PATH, else /usr/local/go; on a machine with
+# neither, the version go.mod names is installed into /usr/local/go from
+# the Go module proxy (the toolchain module `go` itself downloads).
+GO_VERSION=$(sed -n 's/^go //p' "$(dirname "$0")/../go.mod")
+GO_DIR=${GO_INSTALL_DIR:-/usr/local/go}
 if command -v go >/dev/null 2>&1; then
 	GO=$(command -v go)
-elif [[ -x /usr/local/go/bin/go ]]; then
-	GO=/usr/local/go/bin/go
+elif [[ -x $GO_DIR/bin/go ]]; then
+	GO=$GO_DIR/bin/go
 else
-	echo "install-deps: no Go toolchain found (neither 'go' on PATH nor /usr/local/go/bin/go)." >&2
-	echo "install-deps: install Go >= $(sed -n 's/^go //p' "$(dirname "$0")/../go.mod") from https://go.dev/dl/ into /usr/local/go" >&2
-	exit 1
+	case $(uname -m) in
+	x86_64) arch=amd64 ;;
+	aarch64) arch=arm64 ;;
+	*) echo "install-deps: no Go toolchain, and none to download for $(uname -m): install Go $GO_VERSION into $GO_DIR" >&2; exit 1 ;;
+	esac
+	proxy=${GOPROXY:-https://proxy.golang.org}
+	proxy=${proxy%%,*}
+	url="$proxy/golang.org/toolchain/@v/v0.0.1-go$GO_VERSION.linux-$arch.zip"
+	echo "install-deps: installing Go $GO_VERSION into $GO_DIR from $url" >&2
+	tmp=$(mktemp -d)
+	trap 'rm -rf "$tmp"' EXIT
+	curl -fsSL --retry 3 -o "$tmp/go.zip" "$url"
+	unzip -q "$tmp/go.zip" -d "$tmp/x"
+	rm -rf "$GO_DIR"
+	mkdir -p "$(dirname "$GO_DIR")"
+	mv "$tmp/x/golang.org/toolchain@v0.0.1-go$GO_VERSION.linux-$arch" "$GO_DIR"
+	chmod +x "$GO_DIR"/bin/* "$GO_DIR"/pkg/tool/*/* 2>/dev/null || true
+	GO=$GO_DIR/bin/go
 fi
 "$GO" version >/dev/null
