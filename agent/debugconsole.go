@@ -46,22 +46,10 @@ func (a *Agent) debugConsole(body json.RawMessage) (any, func(net.Conn), error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	a.mu.Lock()
-	if _, dup := c.execs[req.ExecID]; dup {
-		a.mu.Unlock()
-		return nil, nil, fmt.Errorf("container %s: process %s already exists", req.ID, req.ExecID)
-	}
-	c.execs[req.ExecID] = nil // reserve the ID while starting
-	a.mu.Unlock()
-
-	p, err := a.startDebugShell(&req, term)
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	p, err := a.startExec(c, req.ExecID, func() (*proc, error) { return a.startDebugShell(&req, term) })
 	if err != nil {
-		delete(c.execs, req.ExecID)
-		return nil, nil, fmt.Errorf("debug console: %w", err)
+		return nil, nil, fmt.Errorf("container %s: debug console: %w", req.ID, err)
 	}
-	c.execs[req.ExecID] = p
 	a.log.debugf("debug console %s started, pid %d", req.ExecID, p.pid)
 	return protocol.DebugConsoleResponse{PID: p.pid}, nil, nil
 }

@@ -412,24 +412,35 @@ func (a *Agent) execProcess(body json.RawMessage) (any, func(net.Conn), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	a.mu.Lock()
-	if _, dup := c.execs[req.ExecID]; dup {
-		a.mu.Unlock()
-		return nil, nil, fmt.Errorf("container %s: process %s already exists", req.ID, req.ExecID)
+	p, err := a.startExec(c, req.ExecID, func() (*proc, error) { return a.exec(c, req.Process) })
+	if err != nil {
+		return nil, nil, fmt.Errorf("exec in container %s: %w", req.ID, err)
 	}
-	c.execs[req.ExecID] = nil // reserve the ID while starting
+	a.log.debugf("container %s: exec %s started", req.ID, req.ExecID)
+	return protocol.ExecProcessResponse{PID: p.pid}, nil, nil
+}
+
+// startExec runs start for a new process execID of c: the ID is reserved
+// while it starts (a second one with the same ID is refused), and the
+// process registered once it runs.
+func (a *Agent) startExec(c *ctr, execID string, start func() (*proc, error)) (*proc, error) {
+	a.mu.Lock()
+	if _, dup := c.execs[execID]; dup {
+		a.mu.Unlock()
+		return nil, fmt.Errorf("process %s already exists", execID)
+	}
+	c.execs[execID] = nil // reserved
 	a.mu.Unlock()
 
-	p, err := a.exec(c, req.Process)
+	p, err := start()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err != nil {
-		delete(c.execs, req.ExecID)
-		return nil, nil, fmt.Errorf("exec in container %s: %w", req.ID, err)
+		delete(c.execs, execID)
+		return nil, err
 	}
-	c.execs[req.ExecID] = p
-	a.log.debugf("container %s: exec %s started", req.ID, req.ExecID)
-	return protocol.ExecProcessResponse{PID: p.pid}, nil, nil
+	c.execs[execID] = p
+	return p, nil
 }
 
 func (a *Agent) exec(c *ctr, spec *specs.Process) (*proc, error) {

@@ -12,24 +12,13 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/skiff-oci/skiff/config"
+	"github.com/skiff-oci/skiff/internal/dirsnap"
 )
 
 // snapshot maps every file below dir to its content and mode.
 func snapshot(t *testing.T, dir string) map[string]string {
 	t.Helper()
-	m := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		data, err := os.ReadFile(p)
-		m[strings.TrimPrefix(p, dir)] = fi.Mode().String() + "\n" + string(data)
-		return err
-	})
+	m, err := dirsnap.Of(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

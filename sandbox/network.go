@@ -115,6 +115,24 @@ func checkNetwork(spec *specs.Spec, model string) error {
 // inNetNS runs fn on a thread that has entered the network namespace at
 // path. The thread is thrown away if it cannot be brought back.
 func inNetNS(path string, fn func() error) error {
+	return onNetNSThread(func() error {
+		target, err := netns.GetFromPath(path)
+		if err != nil {
+			return fmt.Errorf("open network namespace %s: %w", path, err)
+		}
+		defer target.Close()
+		if err := netns.Set(target); err != nil {
+			return fmt.Errorf("enter network namespace %s: %w", path, err)
+		}
+		return nil
+	}, fn)
+}
+
+// onNetNSThread runs enter and then fn on a locked thread of their own:
+// enter moves the thread into a network namespace (fn runs only if it
+// succeeds), and the thread goes back to its namespace afterwards. A
+// thread that cannot go back is thrown away.
+func onNetNSThread(enter, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -125,16 +143,11 @@ func inNetNS(path string, fn func() error) error {
 			return
 		}
 		defer orig.Close()
-		target, err := netns.GetFromPath(path)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("open network namespace %s: %w", path, err)
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter network namespace %s: %w", path, err)
+		if err := enter(); err != nil {
+			if netns.Set(orig) == nil {
+				runtime.UnlockOSThread()
+			}
+			errc <- err
 			return
 		}
 		err = fn()

@@ -330,34 +330,40 @@ func (s *shim) attachStdio(ctx context.Context) error {
 // wait returns the container's exit status once its process exited and
 // its output was relayed, or exitVMLost if the VM went away first.
 func (s *shim) wait() int {
+	status, err := s.waitProcess("")
+	if err != nil {
+		select {
+		case <-s.shutdown:
+			s.log.Debug("container stopped by delete")
+		default:
+			s.log.Error("lost the container's VM: " + s.lostVMReason(err) + s.guestTail())
+		}
+		status = exitVMLost
+	}
+	// Output may still be in flight after the exit status arrived; a VM
+	// that died closes the streams, so this wait is bounded in practice.
+	waitTimeout(&s.outputs, 5*time.Second)
+	return status
+}
+
+// waitProcess returns the exit status of the container's process ("") or
+// exec'd process execID, or an error if the VM went away first.
+func (s *shim) waitProcess(execID string) (int, error) {
 	type result struct {
 		status int
 		err    error
 	}
 	done := make(chan result, 1)
 	go func() {
-		st, err := s.agent.WaitProcess(context.Background(), s.st.ID, "")
+		st, err := s.agent.WaitProcess(context.Background(), s.st.ID, execID)
 		done <- result{st, err}
 	}()
-	var r result
 	select {
-	case r = <-done:
+	case r := <-done:
+		return r.status, r.err
 	case <-s.vmExited:
-		r = result{exitVMLost, errors.New("the VM exited")}
+		return exitVMLost, errors.New("the VM exited")
 	}
-	if r.err != nil {
-		select {
-		case <-s.shutdown:
-			s.log.Debug("container stopped by delete")
-		default:
-			s.log.Error("lost the container's VM: " + s.lostVMReason(r.err) + s.guestTail())
-		}
-		r.status = exitVMLost
-	}
-	// Output may still be in flight after the exit status arrived; a VM
-	// that died closes the streams, so this wait is bounded in practice.
-	waitTimeout(&s.outputs, 5*time.Second)
-	return r.status
 }
 
 // teardown stops the VM and undoes host mounts. Safe to call after a

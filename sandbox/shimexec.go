@@ -82,28 +82,14 @@ func (s *shim) exec(conn net.Conn, req ctlRequest, files []*os.File) {
 	conn.SetDeadline(time.Time{})
 	go s.execSignals(conn, req.ExecID)
 
-	type result struct {
-		status int
-		err    error
-	}
-	done := make(chan result, 1)
-	go func() {
-		st, err := s.agent.WaitProcess(context.Background(), s.st.ID, req.ExecID)
-		done <- result{st, err}
-	}()
-	var r result
-	select {
-	case r = <-done:
-	case <-s.vmExited:
-		r = result{exitVMLost, errors.New("the VM exited")}
-	}
+	status, err := s.waitProcess(req.ExecID)
 	pio.finish()
 	waitTimeout(&outputs, 5*time.Second)
-	if r.err != nil {
-		reply(ctlResponse{Error: fmt.Sprintf("exec: lost the process: %v", r.err)})
+	if err != nil {
+		reply(ctlResponse{Error: fmt.Sprintf("exec: lost the process: %v", err)})
 		return
 	}
-	reply(ctlResponse{Exited: true, ExitStatus: r.status})
+	reply(ctlResponse{Exited: true, ExitStatus: status})
 }
 
 // execSignals forwards the signals the exec caller passes on to the

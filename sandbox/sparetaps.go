@@ -3,7 +3,6 @@ package sandbox
 import (
 	"fmt"
 	"os"
-	"runtime"
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -42,30 +41,19 @@ func spareTapsPinned(devs []hypervisor.NetDevice, pin string) (release func(), e
 			ns.Close()
 		}
 	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
+	err = onNetNSThread(func() error {
+		var err error
+		if ns, err = netns.New(); err != nil { // and enter it
+			return fmt.Errorf("network namespace for spare taps: %w", err)
 		}
-		defer orig.Close()
-		ns, err = netns.New() // and enter it
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("network namespace for spare taps: %w", err)
-			return
-		}
-		var terr error
+		return nil
+	}, func() error {
 		if pin != "" {
-			terr = pinNetNS(pin)
+			if err := pinNetNS(pin); err != nil {
+				return err
+			}
 		}
 		for k := range devs {
-			if terr != nil {
-				break
-			}
 			if !devs[k].Placeholder {
 				continue
 			}
@@ -74,18 +62,14 @@ func spareTapsPinned(devs []hypervisor.NetDevice, pin string) (release func(), e
 				err = persist(t)
 			}
 			if err != nil {
-				terr = err
-				break
+				return err
 			}
 			taps = append(taps, t)
 			devs[k].Tap, devs[k].Placeholder = t, false
 		}
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		} // else the goroutine ends locked and Go retires the thread
-		errc <- terr
-	}()
-	if err := <-errc; err != nil {
+		return nil
+	})
+	if err != nil {
 		release()
 		return nil, err
 	}

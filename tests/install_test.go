@@ -3,13 +3,14 @@ package tests
 import (
 	"bytes"
 	"context"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/skiff-oci/skiff/internal/dirsnap"
 )
 
 // What `skiff install` writes, per target, below --prefix.
@@ -41,19 +42,7 @@ func skipUnlessSkiff(t *testing.T) {
 // tree maps every file below dir to its mode and content.
 func tree(t *testing.T, dir string) map[string]string {
 	t.Helper()
-	m := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		data, err := os.ReadFile(p)
-		m[strings.TrimPrefix(p, dir)] = fi.Mode().String() + "\n" + string(data)
-		return err
-	})
+	m, err := dirsnap.Of(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

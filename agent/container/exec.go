@@ -228,27 +228,17 @@ func ExecInit() {
 		unix.CloseOnExec(fd)
 	}
 	readyPipe = os.NewFile(fdReady, "ready")
-	report := func(err error) {
-		fmt.Fprintf(readyPipe, "error: %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
-		os.Exit(1)
-	}
 	var p specs.Process
-	b, err := io.ReadAll(os.NewFile(fdSpec, "spec"))
-	if err != nil {
-		report(fmt.Errorf("read process: %w", err))
-	}
-	if err := json.Unmarshal(b, &p); err != nil {
-		report(fmt.Errorf("decode process: %w", err))
-	}
+	readSetup(&p, "process")
 	if err := joinNamespaces(); err != nil {
-		report(err)
+		failSetup(err)
 	}
 	path, env, err := prepareProcess(&p)
 	if err != nil {
-		report(err)
+		failSetup(err)
 	}
 	err = unix.Exec(path, p.Args, env)
-	report(fmt.Errorf("exec %s: %w", p.Args[0], err))
+	failSetup(fmt.Errorf("exec %s: %w", p.Args[0], err))
 }
 
 // joinNamespaces moves this thread into the container's namespaces. A

@@ -44,6 +44,24 @@ func startedAs(arg, env string) bool {
 	return false
 }
 
+// failSetup reports err to the agent on the ready pipe and exits.
+func failSetup(err error) {
+	fmt.Fprintf(readyPipe, "error: %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
+	os.Exit(1)
+}
+
+// readSetup decodes the JSON document the agent wrote on fdSpec (what it
+// is, for errors) into v, or fails the setup.
+func readSetup(v any, what string) {
+	b, err := io.ReadAll(os.NewFile(fdSpec, what))
+	if err != nil {
+		failSetup(fmt.Errorf("read %s: %w", what, err))
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		failSetup(fmt.Errorf("decode %s: %w", what, err))
+	}
+}
+
 // Init is the container init's main: it never returns. Setup errors go back
 // to the agent on the ready pipe; an exec failure after Start goes to the
 // process's stderr with exit status 127.
@@ -55,26 +73,13 @@ func Init() {
 		unix.CloseOnExec(fd)
 	}
 	readyPipe = os.NewFile(fdReady, "ready")
-	ready := readyPipe
-	report := func(err error) {
-		msg := strings.ReplaceAll(err.Error(), "\n", " ")
-		fmt.Fprintf(ready, "error: %s\n", msg)
-		os.Exit(1)
-	}
-
 	var spec specs.Spec
-	b, err := io.ReadAll(os.NewFile(fdSpec, "spec"))
-	if err != nil {
-		report(fmt.Errorf("read spec: %w", err))
-	}
-	if err := json.Unmarshal(b, &spec); err != nil {
-		report(fmt.Errorf("decode spec: %w", err))
-	}
+	readSetup(&spec, "spec")
 	path, env, err := setup(&spec)
 	if err != nil {
-		report(err)
+		failSetup(err)
 	}
-	if _, err := ready.Write([]byte("ready\n")); err != nil {
+	if _, err := readyPipe.Write([]byte("ready\n")); err != nil {
 		os.Exit(1)
 	}
 
