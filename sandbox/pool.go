@@ -193,13 +193,14 @@ func (p Pool) sweep(key string) int {
 			}
 			continue
 		}
+		running := err == nil && m.qemuPID() != 0
 		switch {
-		case err == nil && info.Ready && info.Sandbox == "" && info.Key == key && m.qemuPID() != 0:
+		case running && info.Ready && info.Sandbox == "" && info.Key == key:
 			n++
-		case err == nil && info.Ready && info.Sandbox == "" && info.Key != key && p.hasTemplate(info.Key) && m.qemuPID() != 0:
+		case running && info.Ready && info.Sandbox == "" && p.hasTemplate(info.Key):
 			// Another configuration's pool (another VM size, kernel...)
 			// sharing the factory directory: its fillers count it.
-		case err == nil && info.Sandbox != "" && m.qemuPID() != 0:
+		case running && info.Sandbox != "":
 			// A sandbox's VM whose shim is gone: delete --force
 			// removes it with the sandbox.
 		default:
