@@ -2,6 +2,7 @@ package agent
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -47,5 +48,33 @@ func TestSplitCmdline(t *testing.T) {
 	want := []string{"a", "b=c d", "e=", "f"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+func TestValidIDAndTerm(t *testing.T) {
+	for _, c := range []struct {
+		s        string
+		id, term bool
+	}{
+		{"abc", true, true},
+		{"A1_b.c+d-e", true, true},
+		{"xterm-256color", true, true},
+		{"", false, false},
+		{"-lead", false, true},
+		{".hidden", false, true},
+		{"a/b", false, false},
+		{"a b", false, false},
+		{"a\x00", false, false},
+		{"é", false, false},
+		{strings.Repeat("a", 64), true, true},
+		{strings.Repeat("a", 65), true, false},
+		{strings.Repeat("a", 1025), false, false},
+	} {
+		if got := validID(c.s); got != c.id {
+			t.Errorf("validID(%q) = %v, want %v", c.s, got, c.id)
+		}
+		if got := validTerm(c.s); got != c.term {
+			t.Errorf("validTerm(%q) = %v, want %v", c.s, got, c.term)
+		}
 	}
 }

@@ -160,8 +160,10 @@ func boot(log *logger) string {
 	if err := loopbackUp(); err != nil {
 		log.errorf("loopback: %v", err)
 	}
-	if err := parkNICs(); err != nil {
-		log.errorf("park NICs: %v", err)
+	if hasWord(words, protocol.ParkCmdline) {
+		if err := parkNICs(); err != nil {
+			log.errorf("park NICs: %v", err)
+		}
 	}
 	return cmdline
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"regexp"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -22,7 +21,8 @@ func init() {
 // and kept reachable by keepGuestBin.
 const debugShell = "/bin/sh"
 
-var validTerm = regexp.MustCompile(`^[A-Za-z0-9._+-]{1,64}$`)
+// validTerm is a TERM value the shell may get: a plain name.
+func validTerm(s string) bool { return validName(s, 64, false) }
 
 // debugConsole starts a shell in the guest's own root and namespaces, as
 // root: what an operator needs to look at the guest a container runs in.
@@ -32,12 +32,12 @@ func (a *Agent) debugConsole(body json.RawMessage) (any, func(net.Conn), error) 
 	if err := decode(body, &req); err != nil {
 		return nil, nil, err
 	}
-	if !validID.MatchString(req.ExecID) {
+	if !validID(req.ExecID) {
 		return nil, nil, fmt.Errorf("invalid exec ID %q", req.ExecID)
 	}
 	term := "dumb"
 	if req.Term != "" {
-		if !validTerm.MatchString(req.Term) {
+		if !validTerm(req.Term) {
 			return nil, nil, fmt.Errorf("invalid TERM %q", req.Term)
 		}
 		term = req.Term

@@ -138,7 +138,8 @@ func templateEligible(c hypervisor.Config) bool {
 
 // withSlots gives c the template's full device list: its own shares, then
 // the unused slots pointing at an empty read-only directory; its NICs with
-// the template's MACs, then placeholders.
+// the template's MACs, then placeholders; and the kernel parameter that has
+// its agent park those NICs until they are asked for.
 func withSlots(c hypervisor.Config, empty string) hypervisor.Config {
 	shares := append([]hypervisor.Share{}, c.Shares...)
 	for _, tag := range slotTagsN(slotsFor(c.Machine))[len(shares):] {
@@ -155,6 +156,7 @@ func withSlots(c hypervisor.Config, empty string) hypervisor.Config {
 		nics[k].MAC = templateMAC(k)
 	}
 	c.NetDevices = nics
+	c.KernelParams = append(append([]string{}, c.KernelParams...), protocol.ParkCmdline)
 	return c
 }
 
