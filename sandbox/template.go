@@ -200,6 +200,9 @@ func (f Factory) build(ctx context.Context, t Template, key string, c hypervisor
 	if err := os.MkdirAll(t.empty(), 0o700); err != nil {
 		return err
 	}
+	// template.json records the caller's parameters, which the key was
+	// computed from, not those withSlots adds: stale() recomputes the key.
+	params := c.KernelParams
 	c = withSlots(hypervisor.Config{
 		Name: "skiff-template-" + key, Binary: c.Binary, Kernel: c.Kernel, Initrd: c.Initrd,
 		KernelParams: c.KernelParams, Machine: c.Machine, Accel: c.Accel, VCPUs: c.VCPUs, MemoryMiB: c.MemoryMiB,
@@ -271,7 +274,7 @@ func (f Factory) build(ctx context.Context, t Template, key string, c hypervisor
 		return err
 	}
 	info := TemplateInfo{Key: key, Created: time.Now().UTC(), Binary: c.Binary, Kernel: c.Kernel, Initrd: c.Initrd,
-		Memory: c.MemoryMiB, VCPUs: c.VCPUs, Machine: c.Machine, Accel: string(c.Accel), Params: c.KernelParams}
+		Memory: c.MemoryMiB, VCPUs: c.VCPUs, Machine: c.Machine, Accel: string(c.Accel), Params: params}
 	b, _ := json.MarshalIndent(info, "", "  ")
 	tmp := t.meta() + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
