@@ -257,7 +257,11 @@ func (q *qemu) args() []string {
 	a = append(a, q.incomingArgs()...)
 	for i, s := range c.Shares {
 		id := "fs" + strconv.Itoa(i)
-		fsdev := "local,id=" + id + ",path=" + optValue(s.HostPath) + ",security_model=none"
+		// multidevs=remap: a share may span host filesystems (bind
+		// mounts below it), and their inode numbers collide; remapped,
+		// no two files in the guest share one, so tar, cp -a and du do
+		// not take distinct files for hard links.
+		fsdev := "local,id=" + id + ",path=" + optValue(s.HostPath) + ",security_model=none,multidevs=remap"
 		if s.ReadOnly {
 			fsdev += ",readonly=on"
 		}

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,8 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/skiff-oci/skiff/hypervisor"
 )
 
 func TestValidateID(t *testing.T) {
@@ -106,14 +109,20 @@ func TestPlanSharesRewritesHostPaths(t *testing.T) {
 	}
 	n := len(b.Spec.Mounts)
 	data, file, dev := p.Spec.Mounts[n-3], p.Spec.Mounts[n-2], p.Spec.Mounts[n-1]
-	if !strings.HasPrefix(data.Source, "/run/skiff/shares/") || p.Host[1].HostPath != hostDir || !p.Host[1].ReadOnly {
-		t.Errorf("dir bind not shared read-only: %+v %+v", data, p.Host[1])
+	// A directory reaches the guest through its own host bind mount
+	// under dirs/, read-only there when the mount is.
+	if data.Source != "/run/skiff/shares/m0/0" || p.Host[1].HostPath != state.DirsDir() || p.Host[1].Tag != "m0" {
+		t.Errorf("dir bind not shared through dirs/: %+v %+v", data, p.Host[1])
+	}
+	wantBind := hostBind{source: hostDir, target: filepath.Join(state.DirsDir(), "0"), dir: true, readOnly: true}
+	if len(p.binds) != 2 || p.binds[0] != wantBind {
+		t.Errorf("host binds %+v, want first %+v", p.binds, wantBind)
 	}
 	// A file is shared through a directory of its own, never its parent.
-	if p.Host[2].HostPath == filepath.Dir(hostFile) || !strings.HasPrefix(p.Host[2].HostPath, string(state)) {
-		t.Errorf("file bind shares %s", p.Host[2].HostPath)
+	if p.Host[2].HostPath != state.FilesDir() || p.Host[2].Tag != "m1" || p.binds[1].source != hostFile || p.binds[1].dir {
+		t.Errorf("file bind shares %s (binds %+v)", p.Host[2].HostPath, p.binds)
 	}
-	if filepath.Base(file.Source) != "hosts" {
+	if file.Source != "/run/skiff/shares/m1/0/hosts" {
 		t.Errorf("file bind guest source %s", file.Source)
 	}
 	if dev.Source != "/dev/null" {
@@ -124,6 +133,39 @@ func TestPlanSharesRewritesHostPaths(t *testing.T) {
 	}
 	if b.Spec.Mounts[n-3].Source != hostDir {
 		t.Error("planShares changed the bundle's spec")
+	}
+}
+
+// However many directories and files a container binds, its shares are
+// the rootfs and at most two more, with the tags a VM template carries.
+func TestPlanSharesFitATemplateWhateverTheMounts(t *testing.T) {
+	dir := writeBundle(t, func(s *specs.Spec) {
+		for i := 0; i < 12; i++ {
+			src := t.TempDir()
+			if i%2 == 1 {
+				src = filepath.Join(src, "f")
+				os.WriteFile(src, nil, 0o644)
+			}
+			s.Mounts = append(s.Mounts, specs.Mount{Destination: fmt.Sprintf("/v%d", i), Type: "bind", Source: src, Options: []string{"rbind"}})
+		}
+	})
+	b, err := LoadBundle(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := planShares(Dir(t.TempDir()), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := hypervisor.Config{Shares: p.Host}
+	for _, machine := range []string{"q35", "microvm"} {
+		c.Machine = machine
+		if !templateEligible(c) {
+			t.Errorf("12 bind mounts on %s: shares %+v do not fit a template", machine, p.Host)
+		}
+	}
+	if len(p.Host) != 3 || len(p.binds) != 12 {
+		t.Errorf("%d shares and %d host binds, want 3 and 12", len(p.Host), len(p.binds))
 	}
 }
 

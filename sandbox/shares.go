@@ -20,25 +20,30 @@ import (
 // guestShareDir is where the agent mounts shares inside the guest.
 const guestShareDir = "/run/skiff/shares"
 
-// sharePlan says how a container's host files reach the guest: the rootfs
-// and each bind-mounted directory become a shared-filesystem device of
-// their own; each bind-mounted file is bind-mounted on the host into a
-// directory of its own under the state directory's files/, which is shared
-// once for all of them. Sharing a file's parent directory instead would
-// hand the guest every sibling of, say, /etc/hosts.
+// sharePlan says how a container's host files reach the guest, in at most
+// three shared-filesystem devices: the rootfs; every bind-mounted
+// directory, each bind-mounted on the host at dirs/K in the state
+// directory, which is shared once for all of them; every bind-mounted
+// file, each alone in a directory files/K/, shared the same way. Sharing a
+// file's parent directory instead would hand the guest every sibling of,
+// say, /etc/hosts. A fixed number of devices, however many mounts a
+// container has (a Kubernetes pod's volumes, podman's -v), is what lets
+// every sandbox come from a VM template, and fewer devices boot faster.
 type sharePlan struct {
 	Host  []hypervisor.Share
 	Guest []protocol.Share
 	// Spec is the bundle's spec with host paths rewritten to guest paths.
 	Spec *specs.Spec
-	// fileBinds are host bind mounts to make before the VM starts:
-	// source file → mount point under the state directory.
-	fileBinds []fileBind
+	// binds are host bind mounts to make before the VM starts, under
+	// the state directory's dirs/ and files/.
+	binds []hostBind
 }
 
-type fileBind struct {
+// hostBind is one bind mount of a container's source (a directory or a
+// file) into the state directory.
+type hostBind struct {
 	source, target string
-	readOnly       bool
+	dir, readOnly  bool
 }
 
 func isBind(m specs.Mount) bool {
@@ -79,7 +84,7 @@ func planShares(d Dir, b *Bundle) (*sharePlan, error) {
 	spec.Root = &root
 
 	spec.Mounts = make([]specs.Mount, len(b.Spec.Mounts))
-	var fileMounts []fileMount
+	var dirMounts, fileMounts []sharedMount
 	for i, m := range b.Spec.Mounts {
 		spec.Mounts[i] = m
 		if !isBind(m) {
@@ -96,31 +101,38 @@ func planShares(d Dir, b *Bundle) (*sharePlan, error) {
 		ro := hasOption(m, "ro")
 		switch {
 		case fi.IsDir():
-			// Tags are numbered in order (m0, m1, ...), whatever the
-			// mount's index: VM templates carry a fixed set of them.
-			spec.Mounts[i].Source = add(fmt.Sprintf("m%d", len(p.Host)-1), src, ro)
+			// Directory K is bind-mounted, with what is mounted below
+			// it, at dirs/K: read-only all the way down when the
+			// mount is.
+			k := strconv.Itoa(len(dirMounts))
+			p.binds = append(p.binds, hostBind{source: src, target: filepath.Join(d.DirsDir(), k), dir: true, readOnly: ro})
+			dirMounts = append(dirMounts, sharedMount{index: i, rel: k})
 		case fi.Mode().IsRegular():
-			// Every file bind goes into one share (below): file K is
-			// bind-mounted alone in files/K/, read-only on the host
-			// when the mount is.
-			k := strconv.Itoa(len(p.fileBinds))
-			target := filepath.Join(d.FilesDir(), k, filepath.Base(src))
-			p.fileBinds = append(p.fileBinds, fileBind{source: src, target: target, readOnly: ro})
-			fileMounts = append(fileMounts, fileMount{index: i, rel: filepath.Join(k, filepath.Base(src))})
+			// File K is bind-mounted alone in files/K/, read-only on
+			// the host when the mount is.
+			k := strconv.Itoa(len(fileMounts))
+			rel := filepath.Join(k, filepath.Base(src))
+			p.binds = append(p.binds, hostBind{source: src, target: filepath.Join(d.FilesDir(), rel), readOnly: ro})
+			fileMounts = append(fileMounts, sharedMount{index: i, rel: rel})
 		default:
 			// Device nodes and sockets: the guest has its own /dev; a host
 			// device never reaches it through a file share.
 			spec.Mounts[i].Source = m.Source
 		}
 	}
-	if len(fileMounts) > 0 {
-		// One share however many files (podman binds four: hosts,
-		// resolv.conf, hostname, .containerenv), so that they take one
-		// of a template's slots. It is writable: a read-only file is
-		// read-only through its own host bind mount.
-		guest := add(fmt.Sprintf("m%d", len(p.Host)-1), d.FilesDir(), false)
-		for _, f := range fileMounts {
-			spec.Mounts[f.index].Source = filepath.Join(guest, f.rel)
+	// Tags are numbered in order (m0, m1): VM templates carry a fixed set
+	// of them. Each share is writable: a read-only mount is read-only
+	// through its own host bind mount.
+	for _, group := range []struct {
+		mounts []sharedMount
+		dir    string
+	}{{dirMounts, d.DirsDir()}, {fileMounts, d.FilesDir()}} {
+		if len(group.mounts) == 0 {
+			continue
+		}
+		guest := add(fmt.Sprintf("m%d", len(p.Host)-1), group.dir, false)
+		for _, m := range group.mounts {
+			spec.Mounts[m.index].Source = filepath.Join(guest, m.rel)
 		}
 	}
 	// Hooks run on the host, never in the guest.
@@ -128,47 +140,76 @@ func planShares(d Dir, b *Bundle) (*sharePlan, error) {
 	return p, nil
 }
 
-// fileMount is a spec mount of a single file: its index in Mounts and its
-// path in the files share.
-type fileMount struct {
+// sharedMount is a spec mount shared through dirs/ or files/: its index
+// in Mounts and its path in that share.
+type sharedMount struct {
 	index int
 	rel   string
 }
 
-// mountFiles makes the host bind mounts for file binds. On error, what was
+// mountBinds makes the host bind mounts of the plan. On error, what was
 // mounted is undone by unmountUnder on the state directory.
-func (p *sharePlan) mountFiles() error {
-	if len(p.fileBinds) == 0 {
-		return nil
-	}
-	for _, fb := range p.fileBinds {
-		if err := os.MkdirAll(filepath.Dir(fb.target), 0o700); err != nil {
-			return err
-		}
-		f, err := os.OpenFile(fb.target, os.O_CREATE|os.O_WRONLY, 0o600)
-		if err != nil {
-			return err
-		}
-		f.Close()
-	}
-	// The share is writable (for the files that are), but the guest must
-	// not create anything in it: files/ itself is a read-only bind mount,
-	// the files are mounted on top of it.
-	files := filepath.Dir(filepath.Dir(p.fileBinds[0].target))
-	if err := unix.Mount(files, files, "", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("bind %s: %w", files, err)
-	}
-	if err := unix.Mount("", files, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
-		return fmt.Errorf("bind %s read-only: %w", files, err)
-	}
-	for _, fb := range p.fileBinds {
-		if err := unix.Mount(fb.source, fb.target, "", unix.MS_BIND, ""); err != nil {
-			return fmt.Errorf("bind %s: %w", fb.source, err)
-		}
-		if fb.readOnly {
-			if err := unix.Mount("", fb.target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
-				return fmt.Errorf("bind %s read-only: %w", fb.source, err)
+func (p *sharePlan) mountBinds(d Dir) error {
+	for _, share := range []string{d.DirsDir(), d.FilesDir()} {
+		var binds []hostBind
+		for _, b := range p.binds {
+			if strings.HasPrefix(b.target, share+"/") {
+				binds = append(binds, b)
 			}
+		}
+		if len(binds) == 0 {
+			continue
+		}
+		for _, b := range binds {
+			if err := makeBindTarget(b); err != nil {
+				return err
+			}
+		}
+		// The share is writable (for the mounts that are), but the guest
+		// must not create anything in it: the share's directory itself
+		// is a read-only bind mount, the binds are mounted on top of it.
+		if err := unix.Mount(share, share, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind %s: %w", share, err)
+		}
+		if err := unix.Mount("", share, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+			return fmt.Errorf("bind %s read-only: %w", share, err)
+		}
+		for _, b := range binds {
+			if err := bindReadOnlyIf(b.source, b.target, b.readOnly); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// makeBindTarget creates the empty directory or file b is mounted on.
+func makeBindTarget(b hostBind) error {
+	if b.dir {
+		return os.MkdirAll(b.target, 0o700)
+	}
+	if err := os.MkdirAll(filepath.Dir(b.target), 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(b.target, os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// bindReadOnlyIf bind-mounts source on target with what is mounted below
+// it, as sharing source itself would show, and makes it read-only all the
+// way down when ro: a read-only directory must not have a writable
+// submount.
+func bindReadOnlyIf(source, target string, ro bool) error {
+	if err := unix.Mount(source, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind %s: %w", source, err)
+	}
+	if ro {
+		attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
+		if err := unix.MountSetattr(-1, target, unix.AT_RECURSIVE, attr); err != nil {
+			return fmt.Errorf("bind %s read-only: %w", source, err)
 		}
 	}
 	return nil

@@ -138,7 +138,7 @@ func (s *shim) boot() error {
 	if err != nil {
 		return err
 	}
-	if err := plan.mountFiles(); err != nil {
+	if err := plan.mountBinds(s.d); err != nil {
 		return err
 	}
 	if b.Spec.Root.Readonly {
@@ -389,8 +389,10 @@ func (s *shim) teardown() {
 		}
 		s.pooled.lock.Close()
 	}
-	if err := unmountUnder(s.d.FilesDir()); err != nil {
-		s.log.Warn("unmount shared files", "error", err)
+	for _, share := range []string{s.d.DirsDir(), s.d.FilesDir()} {
+		if err := unmountUnder(share); err != nil {
+			s.log.Warn("unmount shared binds", "error", err)
+		}
 	}
 	if err := removeNetwork(s.d); err != nil {
 		s.log.Warn("remove network set-up", "error", err)

@@ -12,7 +12,6 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 
 	"github.com/skiff-oci/skiff/agentclient"
 	"github.com/skiff-oci/skiff/config"
@@ -151,14 +150,8 @@ func bindShare(sh hypervisor.Share, target string) error {
 	if err := os.Mkdir(target, 0o700); err != nil && !os.IsExist(err) {
 		return err
 	}
-	if err := unix.Mount(sh.HostPath, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("share %s with the pooled VM: %w", sh.HostPath, err)
-	}
-	if sh.ReadOnly {
-		attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
-		if err := unix.MountSetattr(-1, target, unix.AT_RECURSIVE, attr); err != nil {
-			return fmt.Errorf("share %s read-only with the pooled VM: %w", sh.HostPath, err)
-		}
+	if err := bindReadOnlyIf(sh.HostPath, target, sh.ReadOnly); err != nil {
+		return fmt.Errorf("share with the pooled VM: %w", err)
 	}
 	return nil
 }

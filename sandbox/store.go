@@ -76,6 +76,7 @@ func (d Dir) QEMUPIDFile() string { return d.path("qemu.pid") }
 func (d Dir) ShimLog() string     { return d.path("shim.log") }
 func (d Dir) ShimPIDFile() string { return d.path("shim.pid") }
 func (d Dir) FilesDir() string    { return d.path("files") }
+func (d Dir) DirsDir() string     { return d.path("dirs") }
 
 // Dir returns the state directory of id; id must be valid.
 func (s *Store) Dir(id string) Dir { return Dir(filepath.Join(s.Root, id)) }

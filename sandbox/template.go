@@ -26,11 +26,11 @@ import (
 // every sandbox after that is restored from the saved state in a fraction
 // of a boot. See hypervisor/template.go for the QEMU side.
 
-// templateSlots is how many bind-mounted directories or files a sandbox
-// restored from a template can have besides its rootfs: a template's
-// devices are fixed when it is saved, so it carries this many spare
-// shared-filesystem devices. A sandbox that needs more boots cold.
-const templateSlots = 6
+// templateSlots is how many shared-filesystem devices a template carries
+// besides the rootfs's: a template's devices are fixed when it is saved.
+// planShares never gives more: one for every bind-mounted directory, one
+// for every bind-mounted file.
+const templateSlots = 2
 
 // templateNICs is how many NICs a template carries: placeholders without a
 // backend in the template, a clone's own taps after restore. The guest

@@ -6,14 +6,14 @@ import (
 	"github.com/skiff-oci/skiff/hypervisor"
 )
 
-// A template on microvm (acpi=off: 8 virtio-mmio transports) carries only
-// as many slots as fit beside the agent's port, the NIC and the rootfs, so
-// that template and clones stay on microvm.
+// A template on microvm (acpi=off: 8 virtio-mmio transports) fits beside
+// the agent's port and the NIC, so that template and clones stay on
+// microvm.
 func TestTemplateSlotsOnMicrovm(t *testing.T) {
 	const machine = "microvm,acpi=off,pic=on,pit=on,rtc=on"
 	n := slotsFor(machine)
-	if n != 5 || slotsFor("q35") != templateSlots || slotsFor("") != templateSlots {
-		t.Fatalf("slotsFor: microvm %d, q35 %d", n, slotsFor("q35"))
+	if n != templateSlots || slotsFor("q35") != templateSlots || slotsFor("") != templateSlots {
+		t.Fatalf("slotsFor: microvm %d, q35 %d, want %d", n, slotsFor("q35"), templateSlots)
 	}
 	c := hypervisor.Config{Machine: machine}
 	for _, tag := range slotTagsN(n) {
@@ -23,10 +23,10 @@ func TestTemplateSlotsOnMicrovm(t *testing.T) {
 		t.Error("a full microvm sandbox is not eligible")
 	}
 	full := withSlots(hypervisor.Config{Machine: machine, Shares: c.Shares[:1]}, "/empty")
-	if d := 1 + len(full.Shares) + len(full.NetDevices); d != hypervisor.MaxVirtioDevices(machine) {
-		t.Errorf("a microvm template has %d virtio devices, want %d", d, hypervisor.MaxVirtioDevices(machine))
+	if d := 1 + len(full.Shares) + len(full.NetDevices); d > hypervisor.MaxVirtioDevices(machine) {
+		t.Errorf("a microvm template has %d virtio devices, more than its %d", d, hypervisor.MaxVirtioDevices(machine))
 	}
-	c.Shares = append(c.Shares, hypervisor.Share{Tag: "m5"})
+	c.Shares = append(c.Shares, hypervisor.Share{Tag: "m2"})
 	if templateEligible(c) {
 		t.Error("a microvm sandbox with more shares than slots is eligible")
 	}

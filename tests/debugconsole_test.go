@@ -76,11 +76,12 @@ func TestDebugConsole(t *testing.T) {
 	e.mustOK(e.rt("delete", id))
 }
 
-// The share that carries a sandbox's bind-mounted files is writable for
-// the files that are, but even the guest's root (here through the debug
-// console, as a guest kernel the container took over could) cannot create
-// anything in it on the host, nor write a read-only file.
-func TestGuestRootCannotWriteOutsideItsFiles(t *testing.T) {
+// The shares that carry a sandbox's bind-mounted directories and files are
+// writable for the mounts that are, but even the guest's root (here
+// through the debug console, as a guest kernel the container took over
+// could) cannot create anything beside them on the host, nor write a
+// read-only file or directory.
+func TestGuestRootCannotWriteOutsideItsMounts(t *testing.T) {
 	skiffOnly(t)
 	t.Parallel()
 	e := newEnv(t)
@@ -89,29 +90,52 @@ func TestGuestRootCannotWriteOutsideItsFiles(t *testing.T) {
 		os.MkdirAll(filepath.Dir(f), 0o755)
 		os.WriteFile(f, []byte("start\n"), 0o644)
 	}
+	rwDir, roDir := filepath.Join(e.dir, "rw-dir"), filepath.Join(e.dir, "ro-dir")
+	os.Mkdir(rwDir, 0o755)
+	os.Mkdir(roDir, 0o755)
 	b := e.bundle("c", sh("sleep 600"), func(s *specs.Spec) {
 		s.Mounts = append(s.Mounts,
 			// Targets no other test uses: with a read-only root they are
 			// created (as files) in the rootfs the tests share.
 			specs.Mount{Destination: "/guest-root-rw-file", Type: "bind", Source: rw, Options: []string{"bind", "rw"}},
-			specs.Mount{Destination: "/guest-root-ro-file", Type: "bind", Source: ro, Options: []string{"bind", "ro"}})
+			specs.Mount{Destination: "/guest-root-ro-file", Type: "bind", Source: ro, Options: []string{"bind", "ro"}},
+			specs.Mount{Destination: "/guest-root-rw-dir", Type: "bind", Source: rwDir, Options: []string{"rbind", "rw"}},
+			specs.Mount{Destination: "/guest-root-ro-dir", Type: "bind", Source: roDir, Options: []string{"rbind", "ro"}})
 	})
 	id := e.id("files")
 	e.create(id, b)
 	e.mustOK(e.rt("start", id))
 	cfg := filepath.Join(e.dir, "debug.toml")
 	os.WriteFile(cfg, []byte("[runtime]\ndebug_console = true\n"), 0o644)
-	// No directory is bind-mounted: the files' share is m0, file K in K/.
-	script := `s=/run/skiff/shares/m0
+	// The directories' share is m0, directory K at K; the files' is m1,
+	// file K in K/.
+	script := `for s in /run/skiff/shares/m0 /run/skiff/shares/m1; do
 touch $s/evil 2>/dev/null && echo create=yes || echo create=no
 mkdir $s/evil-dir 2>/dev/null && echo mkdir=yes || echo mkdir=no
+done
+s=/run/skiff/shares/m0
+touch $s/0/guest && echo rwdir=written
+touch $s/1/guest 2>/dev/null && echo rodir=written || echo rodir=refused
+s=/run/skiff/shares/m1
 echo guest >> $s/0/data && echo rwfile=written
 echo guest >> $s/1/data 2>/dev/null && echo rofile=written || echo rofile=refused
 `
 	r := e.mustOK(e.rtIn(strings.NewReader(script), "--config", cfg, "debug-console", id))
+	if strings.Contains(r.stdout, "=yes") {
+		t.Errorf("the guest's root created something in a share's own directory:\n%s", r.stdout)
+	}
+	if n := strings.Count(r.stdout, "create=no") + strings.Count(r.stdout, "mkdir=no"); n != 4 {
+		t.Errorf("%d refusals, want 4:\n%s", n, r.stdout)
+	}
 	kv := keyValues(r.stdout)
-	wantKV(t, kv, "create", "no")
-	wantKV(t, kv, "mkdir", "no")
+	wantKV(t, kv, "rwdir", "written")
+	wantKV(t, kv, "rodir", "refused")
+	if _, err := os.Stat(filepath.Join(rwDir, "guest")); err != nil {
+		t.Errorf("the guest's file is not in the writable directory on the host: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(roDir, "guest")); err == nil {
+		t.Errorf("the guest created a file in the read-only directory on the host")
+	}
 	wantKV(t, kv, "rwfile", "written")
 	wantKV(t, kv, "rofile", "refused")
 	if b, _ := os.ReadFile(ro); string(b) != "start\n" {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -106,55 +107,77 @@ func TestCorruptTemplateFallsBackToColdBoot(t *testing.T) {
 	}
 }
 
-// Bind-mounted files share one of a template's slots however many there
-// are (podman binds four): a sandbox with six files and two directories
-// is still restored from the template, each file alone and read-only when
-// its mount says so.
-func TestTemplateServesManyFileBinds(t *testing.T) {
+// However many files and directories a sandbox binds, it is restored from
+// the template (all directories share one device, all files another):
+// each file alone, each directory with what is mounted below it on the
+// host, and each read-only (all the way down) when its mount says so.
+func TestTemplateServesManyBinds(t *testing.T) {
 	skiffOnly(t)
 	t.Parallel()
 	e := newEnv(t)
 	cfg, _ := e.factoryConfig()
 	var mounts []specs.Mount
 	script := ""
+	rwOrRo := func(i int) (string, []string) {
+		if i%2 == 1 {
+			return "ro", []string{"rbind", "ro"}
+		}
+		return "rw", []string{"rbind", "rw"}
+	}
 	for i := 0; i < 6; i++ {
 		f := filepath.Join(e.dir, fmt.Sprintf("src%d", i), "same-name")
 		os.MkdirAll(filepath.Dir(f), 0o755)
 		os.WriteFile(f, []byte(fmt.Sprintf("file-%d\n", i)), 0o644)
-		opts := []string{"bind", "rw"}
-		if i%2 == 1 {
-			opts = []string{"bind", "ro"}
-		}
+		_, opts := rwOrRo(i)
 		dest := fmt.Sprintf("/many-binds-f%d", i) // created in the shared rootfs
 		mounts = append(mounts, specs.Mount{Destination: dest, Type: "bind", Source: f, Options: opts})
 		script += fmt.Sprintf("echo f%d=$(cat %s); echo w%d >> %s 2>/dev/null && echo w%d=rw || echo w%d=ro\n", i, dest, i, dest, i, i)
 	}
-	for i := 0; i < 2; i++ {
+	// Eight directories, each with a tmpfs mounted below it on the host.
+	const dirs = 8
+	for i := 0; i < dirs; i++ {
 		d := filepath.Join(e.dir, fmt.Sprintf("dir%d", i))
-		os.MkdirAll(d, 0o755)
-		mounts = append(mounts, specs.Mount{Destination: fmt.Sprintf("/many-binds-d%d", i), Type: "bind", Source: d, Options: []string{"rbind", "rw"}})
+		os.MkdirAll(filepath.Join(d, "sub"), 0o755)
+		os.WriteFile(filepath.Join(d, "seed"), []byte(fmt.Sprintf("dir-%d\n", i)), 0o644)
+		if err := syscall.Mount("tmpfs", filepath.Join(d, "sub"), "tmpfs", 0, "size=1m"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { syscall.Unmount(filepath.Join(d, "sub"), syscall.MNT_DETACH) })
+		os.WriteFile(filepath.Join(d, "sub", "marker"), []byte(fmt.Sprintf("sub-%d\n", i)), 0o644)
+		_, opts := rwOrRo(i)
+		dest := fmt.Sprintf("/many-binds-d%d", i)
+		mounts = append(mounts, specs.Mount{Destination: dest, Type: "bind", Source: d, Options: opts})
+		script += fmt.Sprintf("echo d%d=$(cat %s/seed)/$(cat %s/sub/marker); ", i, dest, dest) +
+			fmt.Sprintf("(echo x > %s/new && echo x > %s/sub/new) 2>/dev/null && echo dw%d=rw || echo dw%d=ro\n", dest, dest, i, i)
 	}
-	script += "ls /many-binds-d0 /many-binds-d1 >/dev/null && echo dirs=ok\n"
 	b := e.bundle("many", sh(script), func(s *specs.Spec) { s.Mounts = append(s.Mounts, mounts...) })
 	e.mustOK(e.rt("--config", cfg, "factory", "init"))
 	log := filepath.Join(e.dir, "log")
 	r := e.mustOK(e.rt("--config", cfg, "--debug", "--log", log, "run", "--bundle", b, e.id("many")))
 	if l, _ := os.ReadFile(log); !strings.Contains(string(l), "restored from template") {
-		t.Errorf("a sandbox with 6 file and 2 directory binds was not restored from the template; log:\n%s", l)
+		t.Errorf("a sandbox with 6 file and %d directory binds was not restored from the template; log:\n%s", dirs, l)
 	}
 	kv := keyValues(r.stdout)
 	for i := 0; i < 6; i++ {
 		wantKV(t, kv, fmt.Sprintf("f%d", i), fmt.Sprintf("file-%d", i))
-		want := "rw"
-		if i%2 == 1 {
-			want = "ro"
-		}
+		want, _ := rwOrRo(i)
 		wantKV(t, kv, fmt.Sprintf("w%d", i), want)
 		host, _ := os.ReadFile(filepath.Join(e.dir, fmt.Sprintf("src%d", i), "same-name"))
 		if wrote := strings.Contains(string(host), fmt.Sprintf("w%d", i)); wrote != (want == "rw") {
 			t.Errorf("file %d (%s): the host file reads %q", i, want, host)
 		}
 	}
-	wantKV(t, kv, "dirs", "ok")
+	for i := 0; i < dirs; i++ {
+		wantKV(t, kv, fmt.Sprintf("d%d", i), fmt.Sprintf("dir-%d/sub-%d", i, i))
+		want, _ := rwOrRo(i)
+		wantKV(t, kv, fmt.Sprintf("dw%d", i), want)
+		d := filepath.Join(e.dir, fmt.Sprintf("dir%d", i))
+		for _, p := range []string{filepath.Join(d, "new"), filepath.Join(d, "sub", "new")} {
+			if _, err := os.Stat(p); (err == nil) != (want == "rw") {
+				t.Errorf("directory %d (%s): %s exists on the host: %v", i, want, p, err == nil)
+			}
+		}
+	}
 	e.mustOK(e.rt("--config", cfg, "factory", "destroy"))
 }
+
