@@ -3,7 +3,9 @@ package tests
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -181,3 +183,72 @@ func TestTemplateServesManyBinds(t *testing.T) {
 	e.mustOK(e.rt("--config", cfg, "factory", "destroy"))
 }
 
+// A guest image whose agent speaks another protocol version (skiff
+// upgraded, its guest image not rebuilt) is refused with a message that
+// says what to do: no template is saved from it (clones skip the version
+// check and rely on the template's), and nothing is left behind.
+func TestTemplateOfAnotherAgentVersionIsRefused(t *testing.T) {
+	skiffOnly(t)
+	t.Parallel()
+	e := newEnv(t)
+	guest := map[string]string{}
+	section := ""
+	for _, line := range strings.Split(e.mustOK(e.rt("env")).stdout, "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "[") {
+			section = line
+		}
+		if k, v, ok := strings.Cut(line, " = "); ok && section == "[guest]" && (k == "kernel" || k == "initrd") {
+			guest[k], _ = strconv.Unquote(v)
+		}
+	}
+	if guest["kernel"] == "" || guest["initrd"] == "" {
+		t.Fatalf("no kernel or initrd in `skiff env`: %v", guest)
+	}
+	// The default guest image with its /init replaced: the kernel unpacks
+	// concatenated cpio archives in order, the later file winning.
+	stage := filepath.Join(e.dir, "stage")
+	os.Mkdir(stage, 0o755)
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	build := exec.Command(goBin, "build", "-tags", "skiff_other_protocol", "-trimpath", "-ldflags", "-s -w",
+		"-o", filepath.Join(stage, "init"), "./agent/cmd/skiff-agent")
+	build.Dir, build.Env = "..", append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build an agent of another protocol version: %v\n%s", err, out)
+	}
+	archive := exec.Command("cpio", "-o", "-H", "newc", "--quiet", "--owner", "0:0")
+	archive.Dir, archive.Stdin = stage, strings.NewReader("init\n")
+	extra, err := archive.Output()
+	if err != nil {
+		t.Fatalf("cpio: %v", err)
+	}
+	base, err := os.ReadFile(guest["initrd"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	initrd := filepath.Join(e.dir, "other-agent.img")
+	os.WriteFile(initrd, append(base, extra...), 0o644)
+
+	dir := filepath.Join(e.dir, "factory")
+	cfg := filepath.Join(e.dir, "other.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("[hypervisor]\nkernel = %q\ninitrd = %q\n[factory]\ntemplate = true\ndir = %q\n",
+		guest["kernel"], initrd, dir)), 0o644)
+	log := filepath.Join(e.dir, "log")
+	id := e.id("other")
+	r := e.rt("--config", cfg, "--debug", "--log", log, "run", "--bundle", e.bundle("other", []string{"/bin/true"}), id)
+	if r.code == 0 || !strings.Contains(r.stderr, "protocol version 1001") || !strings.Contains(r.stderr, "make guest") {
+		t.Errorf("a guest agent of another protocol version: want a failure that says so and what to do; got %v", r)
+	}
+	if l, _ := os.ReadFile(log); !strings.Contains(string(l), "VM template unusable") {
+		t.Errorf("no warning that the template could not be built; log:\n%s", l)
+	}
+	if got := templateDirs(t, dir); len(got) != 0 {
+		t.Errorf("a template was saved from a guest of another protocol version: %v", got)
+	}
+	if r := e.rt("state", id); r.code == 0 {
+		t.Errorf("the failed run left its container behind: %v", r)
+	}
+}

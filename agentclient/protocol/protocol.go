@@ -29,10 +29,6 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// Version is bumped whenever a message changes incompatibly. The host
-// refuses an agent that reports another version.
-const Version = 1
-
 // MaxFrame bounds every frame in both directions.
 const MaxFrame = 4 << 20
 
