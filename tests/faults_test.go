@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // Faults: a VM runtime must not lose track of a VM or leave one behind
@@ -73,16 +75,28 @@ func TestFaultQEMUKilledDuringRun(t *testing.T) {
 }
 
 // The shim (the PID create reported) killed: state says stopped, and
-// delete --force kills the orphaned VM and removes everything.
+// delete --force kills the orphaned VM and removes everything, the host
+// bind mounts of its directories and files included (the leak check at
+// the end looks for mounts).
 func TestFaultShimKilled(t *testing.T) {
 	skiffOnly(t)
 	t.Parallel()
 	e := newEnv(t)
-	b := e.bundle("c", sh("while true; do sleep 1; done"))
+	vol, file := filepath.Join(e.dir, "vol"), filepath.Join(e.dir, "file")
+	os.Mkdir(vol, 0o755)
+	os.WriteFile(file, []byte("x\n"), 0o644)
+	b := e.bundle("c", sh("while true; do sleep 1; done"), func(s *specs.Spec) {
+		s.Mounts = append(s.Mounts,
+			specs.Mount{Destination: "/fault-shim-vol", Type: "bind", Source: vol, Options: []string{"rbind", "ro"}},
+			specs.Mount{Destination: "/fault-shim-file", Type: "bind", Source: file, Options: []string{"bind", "rw"}})
+	})
 	id := e.id("c1")
 	pid, _ := e.create(id, b)
 	e.mustOK(e.rt("start", id))
 	qemu := e.qemuPID(id)
+	if m := mountsBelow(filepath.Join(e.root, id)); len(m) < 4 {
+		t.Errorf("host bind mounts of the sandbox: %q, want dirs/, its directory, files/ and its file", m)
+	}
 	syscall.Kill(pid, syscall.SIGKILL)
 	e.waitGone(pid)
 	if st := e.state(id); st.Status != "stopped" {
