@@ -44,14 +44,45 @@ func (q *qemu) incomingArgs() []string {
 }
 
 // qmpDo runs one QMP session: connect, run f, close. QEMU serves one QMP
-// client at a time, so sessions are kept short.
+// client at a time, so sessions are kept short. A QEMU started by this
+// process that exits meanwhile (a template's memory file truncated behind
+// skiff's back, say) ends the session at once, with QEMU's own words,
+// rather than when ctx does.
 func (q *qemu) qmpDo(ctx context.Context, f func(*QMP) error) error {
+	q.mu.Lock()
+	done := q.done
+	q.mu.Unlock()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if done != nil {
+		go func() {
+			select {
+			case <-done:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	exited := func(err error) error {
+		if err == nil || done == nil {
+			return err
+		}
+		select {
+		case <-done:
+			if q.err != nil {
+				return q.err // "qemu exited: ..." and its stderr's end
+			}
+			return fmt.Errorf("qemu exited: %w", err)
+		default:
+			return err
+		}
+	}
 	m, err := DialQMP(ctx, q.cfg.QMPSocket)
 	if err != nil {
-		return err
+		return exited(err)
 	}
 	defer m.Close()
-	return f(m)
+	return exited(f(m))
 }
 
 func ignoreShared(ctx context.Context, m *QMP) error {

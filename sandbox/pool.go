@@ -17,7 +17,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/skiff-oci/skiff/agentclient"
 	"github.com/skiff-oci/skiff/agentclient/protocol"
 	"github.com/skiff-oci/skiff/config"
 	"github.com/skiff-oci/skiff/hypervisor"
@@ -400,30 +399,21 @@ func (p Pool) fillOne(ctx context.Context, base hypervisor.Config, t Template, k
 	if vm, err = t.startClone(ctx, c); err != nil {
 		return err
 	}
+	agent, err := t.answer(ctx, vm, c.AgentSocket, true)
+	if err != nil {
+		return fmt.Errorf("pooled VM's agent: %w", err)
+	}
+	// Best effort: a guest that cannot warm up still serves.
 	bctx, bcancel := context.WithTimeout(ctx, bootTimeout)
 	defer bcancel()
-	agent, err := agentclient.Dial(bctx, c.AgentSocket)
-	if err != nil {
-		return fmt.Errorf("pooled VM's agent: %w", err)
-	}
-	_, err = agent.Ping(bctx)
-	if err == nil {
-		err = reseed(bctx, agent)
-	}
-	if err == nil {
-		// Best effort: a guest that cannot warm up still serves.
-		spec := warmSpec()
-		if werr := agent.Warm(bctx, &protocol.WarmRequest{
-			Share: protocol.Share{Tag: "rootfs", FSType: "9p", GuestPath: spec.Root.Path, ReadOnly: true},
-			Spec:  spec,
-		}); werr != nil {
-			slog.Debug("pool: warming the VM up", "error", werr)
-		}
+	spec := warmSpec()
+	if werr := agent.Warm(bctx, &protocol.WarmRequest{
+		Share: protocol.Share{Tag: "rootfs", FSType: "9p", GuestPath: spec.Root.Path, ReadOnly: true},
+		Spec:  spec,
+	}); werr != nil {
+		slog.Debug("pool: warming the VM up", "error", werr)
 	}
 	agent.Close()
-	if err != nil {
-		return fmt.Errorf("pooled VM's agent: %w", err)
-	}
 	info.Ready = true
 	if err := m.write(info); err != nil {
 		return err

@@ -191,12 +191,13 @@ func (s *shim) boot() error {
 
 	var (
 		vm       hypervisor.Hypervisor
+		agent    *agentclient.Client // a restored VM's, reseeded
 		restored bool
 	)
 	if s.pooled != nil {
 		vm, err = s.adopt(s.pooled, c, plan)
 	} else {
-		vm, restored, err = s.startVM(ctx, c)
+		vm, agent, restored, err = s.startVM(ctx, c)
 	}
 	if err != nil {
 		return fmt.Errorf("start VM: %w%s", err, s.guestTail())
@@ -217,18 +218,17 @@ func (s *shim) boot() error {
 		case <-bootCtx.Done():
 		}
 	}()
-	var agent *agentclient.Client
-	if s.pooled != nil {
+	switch {
+	case s.pooled != nil:
 		agent = s.pooled.agent // answered when it was taken
 		s.agent = agent
-	} else if agent, err = agentclient.Dial(bootCtx, s.d.AgentSocket()); err == nil {
+	case agent != nil:
+		// Restored and reseeded: the template's agent version was
+		// checked when it was built.
 		s.agent = agent
-		if restored {
-			// The template's agent version was checked when it was
-			// built; the reseed is the first answer.
-			err = reseed(bootCtx, agent)
-			s.log.Debug("guest reseeded")
-		} else {
+	default:
+		if agent, err = agentclient.Dial(bootCtx, s.d.AgentSocket()); err == nil {
+			s.agent = agent
 			_, err = agent.Ping(bootCtx)
 			s.log.Debug("agent answered")
 		}

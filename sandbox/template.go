@@ -288,6 +288,10 @@ func (f Factory) build(ctx context.Context, t Template, key string, c hypervisor
 // template's state into it. When the restore fails, the VM is stopped and
 // the template, corrupt or stale, removed: the next sandbox rebuilds it.
 func (t Template) startClone(ctx context.Context, c hypervisor.Config) (hypervisor.Hypervisor, error) {
+	if err := t.check(c.MemoryMiB); err != nil {
+		t.remove()
+		return nil, err
+	}
 	vm, err := hypervisor.NewQEMU(c)
 	if err != nil {
 		return nil, err
@@ -423,6 +427,24 @@ func (f Factory) DestroyPool() error {
 		}
 	}
 	return f.Pool().DestroyIdle()
+}
+
+// check tells whether the template's files are still what was saved, as
+// far as a stat shows: a memory file deleted behind skiff's back would be
+// created anew by QEMU, empty, and the clone crash once it runs; a
+// truncated one would stop QEMU at its start.
+func (t Template) check(memoryMiB int) error {
+	fi, err := os.Stat(t.memory())
+	if err != nil {
+		return fmt.Errorf("VM template's memory: %w", err)
+	}
+	if want := int64(memoryMiB) << 20; !fi.Mode().IsRegular() || fi.Size() != want {
+		return fmt.Errorf("VM template's memory %s: %d bytes, want a file of %d", t.memory(), fi.Size(), want)
+	}
+	if fi, err := os.Stat(t.state()); err != nil || !fi.Mode().IsRegular() || fi.Size() == 0 {
+		return fmt.Errorf("VM template's state %s is missing or empty", t.state())
+	}
+	return nil
 }
 
 // remove drops one template, after a restore from it failed.

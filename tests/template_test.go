@@ -79,33 +79,66 @@ func TestTemplateClonesHaveTheirOwnRandomStateAndClock(t *testing.T) {
 	}
 }
 
-// A corrupt template is a warning and a cold boot, never a failure; the
-// next sandbox gets a rebuilt template.
-func TestCorruptTemplateFallsBackToColdBoot(t *testing.T) {
+// A template damaged behind skiff's back (its files truncated, deleted,
+// overwritten) is a warning and a cold boot, never a failure, and the
+// warning says what was wrong; the next sandbox gets a rebuilt template.
+// Zeroed memory of the right size passes every check before QEMU starts:
+// the clone's guest crashes, and its first answer never comes.
+func TestDamagedTemplateFallsBackToColdBoot(t *testing.T) {
 	skiffOnly(t)
 	t.Parallel()
-	e := newEnv(t)
-	cfg, dir := e.factoryConfig()
-	e.mustOK(e.rt("--config", cfg, "factory", "init"))
-	tpl := templateDirs(t, dir)
-	if len(tpl) != 1 {
-		t.Fatalf("templates %v, want one", tpl)
-	}
-	if err := os.WriteFile(filepath.Join(dir, tpl[0], "state"), []byte("garbage"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b := e.bundle("c", sh("echo ok"))
-	log := filepath.Join(e.dir, "log")
-	r := e.mustOK(e.rt("--config", cfg, "--log", log, "run", "--bundle", b, e.id("c1")))
-	if strings.TrimSpace(r.stdout) != "ok" {
-		t.Errorf("stdout %q after a corrupt template", r.stdout)
-	}
-	if l, _ := os.ReadFile(log); !strings.Contains(string(l), "booting cold") {
-		t.Errorf("no warning about the unusable template in the log:\n%s", l)
-	}
-	e.mustOK(e.rt("--config", cfg, "run", "--bundle", b, e.id("c2")))
-	if got := templateDirs(t, dir); len(got) != 1 {
-		t.Errorf("templates after the fallback: %v, want one rebuilt", got)
+	for _, c := range []struct {
+		name   string
+		damage func(dir string) error
+		why    string // in the warning
+	}{
+		{"state overwritten", func(d string) error { return os.WriteFile(filepath.Join(d, "state"), []byte("garbage"), 0o600) }, "migration"},
+		{"state deleted", func(d string) error { return os.Remove(filepath.Join(d, "state")) }, "state"},
+		{"memory truncated", func(d string) error { return os.Truncate(filepath.Join(d, "memory"), 1<<20) }, "want a file of"},
+		{"memory deleted", func(d string) error { return os.Remove(filepath.Join(d, "memory")) }, "no such file"},
+		{"memory zeroed", func(d string) error {
+			m := filepath.Join(d, "memory")
+			fi, err := os.Stat(m)
+			if err != nil {
+				return err
+			}
+			if err := os.Truncate(m, 0); err != nil {
+				return err
+			}
+			return os.Truncate(m, fi.Size())
+		}, "restored guest failed"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			cfg, dir := e.factoryConfig()
+			e.mustOK(e.rt("--config", cfg, "factory", "init"))
+			tpl := templateDirs(t, dir)
+			if len(tpl) != 1 {
+				t.Fatalf("templates %v, want one", tpl)
+			}
+			if err := c.damage(filepath.Join(dir, tpl[0])); err != nil {
+				t.Fatal(err)
+			}
+			b := e.bundle("c", sh("echo ok"))
+			log := filepath.Join(e.dir, "log")
+			r := e.mustOK(e.rt("--config", cfg, "--log", log, "run", "--bundle", b, e.id("c1")))
+			if strings.TrimSpace(r.stdout) != "ok" {
+				t.Errorf("stdout %q after a damaged template", r.stdout)
+			}
+			l, _ := os.ReadFile(log)
+			if !strings.Contains(string(l), "booting cold") || !strings.Contains(string(l), c.why) {
+				t.Errorf("no warning that says %q about the unusable template in the log:\n%s", c.why, l)
+			}
+			log2 := filepath.Join(e.dir, "log2")
+			e.mustOK(e.rt("--config", cfg, "--debug", "--log", log2, "run", "--bundle", b, e.id("c2")))
+			if got := templateDirs(t, dir); len(got) != 1 {
+				t.Errorf("templates after the fallback: %v, want one rebuilt", got)
+			}
+			if l, _ := os.ReadFile(log2); !strings.Contains(string(l), "restored from template") {
+				t.Errorf("the next sandbox was not restored from a rebuilt template; log:\n%s", l)
+			}
+		})
 	}
 }
 
