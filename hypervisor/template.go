@@ -43,6 +43,9 @@ func (q *qemu) incomingArgs() []string {
 	return []string{"-incoming", "defer"}
 }
 
+// qmpExitGrace is how long a failed QMP session waits for QEMU's exit.
+const qmpExitGrace = 500 * time.Millisecond
+
 // qmpDo runs one QMP session: connect, run f, close. QEMU serves one QMP
 // client at a time, so sessions are kept short. A QEMU started by this
 // process that exits meanwhile (a template's memory file truncated behind
@@ -67,13 +70,15 @@ func (q *qemu) qmpDo(ctx context.Context, f func(*QMP) error) error {
 		if err == nil || done == nil {
 			return err
 		}
+		// A QEMU that fails closes its QMP socket as it exits: give
+		// the exit a moment to be seen, for its reason.
 		select {
 		case <-done:
 			if q.err != nil {
 				return q.err // "qemu exited: ..." and its stderr's end
 			}
 			return fmt.Errorf("qemu exited: %w", err)
-		default:
+		case <-time.After(qmpExitGrace):
 			return err
 		}
 	}
