@@ -26,6 +26,11 @@ type Agent struct {
 	containers map[string]*ctr           // nil value: being created
 	shares     map[string]protocol.Share // by guest path
 	stopping   bool
+	// networked: ConfigureNetwork gave the guest's NICs to the sandbox,
+	// and containers share the guest's network namespace. Until then a
+	// NIC is only a VM template's unused slot, and containers get a
+	// namespace of their own (loopback only, as runc gives).
+	networked bool
 
 	// zygote is the next container's init, started at boot; nil once
 	// used (a guest runs one container) or if it could not start.

@@ -157,13 +157,8 @@ func boot(log *logger) string {
 	if err := leaveInitramfs(); err != nil {
 		log.errorf("leave initramfs: %v", err)
 	}
-	if err := loopbackUp(); err != nil {
+	if err := container.LoopbackUp(); err != nil {
 		log.errorf("loopback: %v", err)
-	}
-	if hasWord(words, protocol.ParkCmdline) {
-		if err := parkNICs(); err != nil {
-			log.errorf("park NICs: %v", err)
-		}
 	}
 	return cmdline
 }
@@ -234,25 +229,6 @@ func rootIsInitramfs() (bool, error) {
 		}
 	}
 	return false, s.Err()
-}
-
-// loopbackUp sets lo up: containers share the guest's network namespace,
-// and many programs expect 127.0.0.1 to work.
-func loopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return err
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
 
 // powerOff ends the guest. PID 1 must never return.

@@ -138,8 +138,7 @@ func templateEligible(c hypervisor.Config) bool {
 
 // withSlots gives c the template's full device list: its own shares, then
 // the unused slots pointing at an empty read-only directory; its NICs with
-// the template's MACs, then placeholders; and the kernel parameter that has
-// its agent park those NICs until they are asked for.
+// the template's MACs, then placeholders.
 func withSlots(c hypervisor.Config, empty string) hypervisor.Config {
 	shares := append([]hypervisor.Share{}, c.Shares...)
 	for _, tag := range slotTagsN(slotsFor(c.Machine))[len(shares):] {
@@ -156,7 +155,6 @@ func withSlots(c hypervisor.Config, empty string) hypervisor.Config {
 		nics[k].MAC = templateMAC(k)
 	}
 	c.NetDevices = nics
-	c.KernelParams = append(append([]string{}, c.KernelParams...), protocol.ParkCmdline)
 	return c
 }
 

@@ -247,16 +247,33 @@ echo SERVED`, ns.hostIP(), ns.hostIP6(), ns.hostIP(), port)
 	ns.assertPristine(t)
 }
 
-// A namespace without a path is a new, empty one: loopback only, as runc
-// gives.
+// A namespace without a path is a new, empty one: loopback only, and up,
+// as runc gives; for a process exec'd into the container too. (In a VM
+// restored from a template the guest has an unused NIC: the container gets
+// a network namespace of its own in the guest.)
 func TestNetworkNewNamespaceLoopbackOnly(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	b := e.bundle("c", sh("cat /proc/net/dev"))
-	r := e.mustOK(e.rt("run", "--bundle", b, e.id("c")))
-	if got := netDevices(r.stdout); got != "lo" {
-		t.Errorf("interfaces in the container: %q, want only lo\n%s", got, r.stdout)
+	const show = "cat /proc/net/dev; echo lo-flags=$(cat /sys/class/net/lo/flags); ls /sys/class/net | tr '\\n' ' '; echo"
+	b := e.bundle("c", sh(show+"; echo started; sleep 600"))
+	id := e.id("c")
+	_, out := e.create(id, b)
+	e.mustOK(e.rt("start", id))
+	initOut := e.waitOutput(out, "started")
+	r := e.mustOK(e.rt("exec", id, "/bin/sh", "-c", show))
+	for who, got := range map[string]string{"init": initOut, "exec": r.stdout} {
+		if devs := netDevices(got); devs != "lo" {
+			t.Errorf("interfaces the container's %s sees: %q, want only lo\n%s", who, devs, got)
+		}
+		// IFF_UP|IFF_LOOPBACK, and only lo in the container's sysfs.
+		if kv := keyValues(got); kv["lo-flags"] != "0x9" {
+			t.Errorf("lo flags for the container's %s: %q, want 0x9 (up)", who, kv["lo-flags"])
+		}
+		if !strings.Contains(got, "\nlo \n") {
+			t.Errorf("/sys/class/net for the container's %s is not lo alone:\n%s", who, got)
+		}
 	}
+	e.mustOK(e.rt("delete", "--force", id))
 }
 
 // network_model = "none": the namespace the spec names is left alone and

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"strings"
 	"sync"
@@ -73,11 +74,15 @@ type Container struct {
 // the process is ready to exec the user program. A setup failure is returned
 // as an error and leaves no process behind. The process is z when z (which
 // may be nil) can be it; z is spent then.
-func New(id string, spec *specs.Spec, stdin, stdout, stderr *os.File, r Reaper, z *Zygote) (*Container, error) {
+//
+// ownNet gives the container a network namespace of its own, loopback
+// only, instead of the guest's: for a sandbox without networking in a
+// guest that has NICs anyway (a VM template's NIC slot).
+func New(id string, spec *specs.Spec, ownNet bool, stdin, stdout, stderr *os.File, r Reaper, z *Zygote) (*Container, error) {
 	if err := Validate(spec); err != nil {
 		return nil, err
 	}
-	specJSON, err := json.Marshal(spec)
+	specJSON, err := json.Marshal(forInit(spec, ownNet))
 	if err != nil {
 		return nil, fmt.Errorf("encode spec: %w", err)
 	}
@@ -236,6 +241,29 @@ func New(id string, spec *specs.Spec, stdin, stdout, stderr *os.File, r Reaper, 
 	c.startW = pipes[2][1]
 	pipes[2][1] = nil
 	return c, nil
+}
+
+// ownNetAnnotation, set by the agent on the spec it hands a container's
+// init (and removed from what the host sent), has the init enter a
+// network namespace of its own.
+const ownNetAnnotation = "io.skiff.guest.own-network-namespace"
+
+// forInit is spec as a container init gets it.
+func forInit(spec *specs.Spec, ownNet bool) *specs.Spec {
+	_, had := spec.Annotations[ownNetAnnotation]
+	if !ownNet && !had {
+		return spec
+	}
+	s := *spec
+	s.Annotations = maps.Clone(spec.Annotations)
+	delete(s.Annotations, ownNetAnnotation)
+	if ownNet {
+		if s.Annotations == nil {
+			s.Annotations = map[string]string{}
+		}
+		s.Annotations[ownNetAnnotation] = "true"
+	}
+	return &s
 }
 
 // Validate refuses specs this runtime cannot run, with a message saying why.

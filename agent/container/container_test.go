@@ -115,3 +115,27 @@ func TestReadProcess(t *testing.T) {
 		t.Error("readProcess of a PID that does not exist succeeded")
 	}
 }
+
+// Only the agent decides whether a container gets its own network
+// namespace: the annotation that tells the init is set when it says so,
+// and a host's copy of it is dropped; the caller's spec is never changed.
+func TestForInitOwnNetwork(t *testing.T) {
+	spec := &specs.Spec{Annotations: map[string]string{"a": "b"}}
+	if got := forInit(spec, false); got != spec {
+		t.Error("a spec without the annotation is copied for nothing")
+	}
+	got := forInit(spec, true)
+	if got.Annotations[ownNetAnnotation] != "true" || got.Annotations["a"] != "b" {
+		t.Errorf("own network: annotations %v", got.Annotations)
+	}
+	if _, ok := spec.Annotations[ownNetAnnotation]; ok {
+		t.Error("forInit changed the caller's spec")
+	}
+	forged := &specs.Spec{Annotations: map[string]string{ownNetAnnotation: "true"}}
+	if _, ok := forInit(forged, false).Annotations[ownNetAnnotation]; ok {
+		t.Error("the host's own copy of the annotation reached the init")
+	}
+	if got := forInit(&specs.Spec{}, true); got.Annotations[ownNetAnnotation] != "true" {
+		t.Errorf("own network without annotations: %v", got.Annotations)
+	}
+}

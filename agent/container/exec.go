@@ -29,6 +29,7 @@ const (
 	fdMntNS = 7
 	fdUTSNS = 8
 	fdIPCNS = 9
+	fdNetNS = 10
 )
 
 // Process is a process exec'd into a container.
@@ -68,8 +69,8 @@ func (p *Process) Signal(sig unix.Signal) error {
 	return nil
 }
 
-// Exec starts proc inside the container: in the mount, UTS, IPC and PID
-// namespaces and the cgroup of its init process, with stdio on the given
+// Exec starts proc inside the container: in the mount, UTS, IPC, network
+// and PID namespaces and the cgroup of its init process, with stdio on the given
 // files (the caller keeps and closes its own copies). It returns once the
 // program has been exec'd, or with the error that kept it from running.
 func (c *Container) Exec(proc *specs.Process, stdin, stdout, stderr *os.File, r Reaper) (*Process, error) {
@@ -97,7 +98,7 @@ func (c *Container) Exec(proc *specs.Process, stdin, stdout, stderr *os.File, r 
 		}
 	}()
 	ns := map[string]*os.File{}
-	for _, n := range []string{"mnt", "uts", "ipc", "pid"} {
+	for _, n := range []string{"mnt", "uts", "ipc", "net", "pid"} {
 		f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", c.pid, n))
 		if err != nil {
 			return nil, fmt.Errorf("open %s namespace of the container: %w", n, err)
@@ -131,7 +132,7 @@ func (c *Container) Exec(proc *specs.Process, stdin, stdout, stderr *os.File, r 
 		Files: []uintptr{
 			stdin.Fd(), stdout.Fd(), stderr.Fd(),
 			specR.Fd(), readyW.Fd(), none, consoleFd,
-			ns["mnt"].Fd(), ns["uts"].Fd(), ns["ipc"].Fd(),
+			ns["mnt"].Fd(), ns["uts"].Fd(), ns["ipc"].Fd(), ns["net"].Fd(),
 		},
 		Sys: &syscall.SysProcAttr{Setsid: true},
 	}
@@ -218,13 +219,13 @@ func forkIntoPIDNS(pidNS *os.File, attr *syscall.ProcAttr, r Reaper) (int, <-cha
 // Container.Exec.
 func IsExecInit() bool { return startedAs(ExecArg, execEnv) }
 
-// ExecInit is the exec child's main: it joins the container's mount, UTS
-// and IPC namespaces (its PID namespace and cgroup it was born in), sets
+// ExecInit is the exec child's main: it joins the container's mount, UTS,
+// IPC and network namespaces (its PID namespace and cgroup it was born in), sets
 // the process up as the container init does, and execs. It never returns;
 // every failure, the exec itself included, is reported on fdReady.
 func ExecInit() {
 	runtime.LockOSThread()
-	for _, fd := range []int{fdSpec, fdReady, fdConsole, fdMntNS, fdUTSNS, fdIPCNS} {
+	for _, fd := range []int{fdSpec, fdReady, fdConsole, fdMntNS, fdUTSNS, fdIPCNS, fdNetNS} {
 		unix.CloseOnExec(fd)
 	}
 	readyPipe = os.NewFile(fdReady, "ready")
@@ -253,7 +254,7 @@ func joinNamespaces() error {
 		fd   int
 		flag int
 		name string
-	}{{fdMntNS, unix.CLONE_NEWNS, "mount"}, {fdUTSNS, unix.CLONE_NEWUTS, "UTS"}, {fdIPCNS, unix.CLONE_NEWIPC, "IPC"}} {
+	}{{fdMntNS, unix.CLONE_NEWNS, "mount"}, {fdUTSNS, unix.CLONE_NEWUTS, "UTS"}, {fdIPCNS, unix.CLONE_NEWIPC, "IPC"}, {fdNetNS, unix.CLONE_NEWNET, "network"}} {
 		if err := unix.Setns(n.fd, n.flag); err != nil {
 			return fmt.Errorf("join the container's %s namespace: %w", n.name, err)
 		}

@@ -95,6 +95,16 @@ func Init() {
 // setup does everything between the fresh namespaces and the exec, and
 // returns the program to exec and its environment.
 func setup(spec *specs.Spec) (string, []string, error) {
+	// Before the mounts: sysfs shows the network namespace of whoever
+	// mounts it.
+	if spec.Annotations[ownNetAnnotation] == "true" {
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			return "", nil, fmt.Errorf("new network namespace: %w", err)
+		}
+		if err := LoopbackUp(); err != nil {
+			return "", nil, fmt.Errorf("loopback: %w", err)
+		}
+	}
 	root := spec.Root.Path
 	if err := setupRootfs(spec, root); err != nil {
 		return "", nil, err

@@ -46,12 +46,6 @@ const (
 	ProbeOK      = "SKIFF-PROBE-OK"
 )
 
-// ParkCmdline is put on the kernel command line of a VM template: its
-// agent parks the NICs it boots with until ConfigureNetwork asks for them
-// (a template's NIC slots serve sandboxes with and without networking). A
-// cold-booted guest's NICs are its sandbox's own: parking them would cost
-// a network namespace and two moves on every boot.
-const ParkCmdline = "skiff.park=1"
 
 // ReadyMessage is printed on the guest console by the agent once its
 // channel is open; it helps someone reading console.log.
