@@ -174,6 +174,14 @@ func (p *sharePlan) mountBinds(d Dir) error {
 		if err := unix.Mount("", share, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
 			return fmt.Errorf("bind %s read-only: %w", share, err)
 		}
+		// Private: what is mounted below it stays in this namespace.
+		// Where the state directory sits on a shared mount (systemd's
+		// /run), each bind would otherwise reach every peer, and a bind
+		// of a source holding the state directory (a container given
+		// the host's /) would multiply with every sandbox.
+		if err := unix.Mount("", share, "", unix.MS_PRIVATE, ""); err != nil {
+			return fmt.Errorf("make %s private: %w", share, err)
+		}
 		for _, b := range binds {
 			if err := bindReadOnlyIf(b.source, b.target, b.readOnly); err != nil {
 				return err
@@ -201,10 +209,15 @@ func makeBindTarget(b hostBind) error {
 // bindReadOnlyIf bind-mounts source on target with what is mounted below
 // it, as sharing source itself would show, and makes it read-only all the
 // way down when ro: a read-only directory must not have a writable
-// submount.
+// submount. The bind is a slave of source's mounts: what the host mounts
+// below source later still shows (Kubernetes' HostToContainer
+// propagation), and nothing goes back.
 func bindReadOnlyIf(source, target string, ro bool) error {
 	if err := unix.Mount(source, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind %s: %w", source, err)
+	}
+	if err := unix.Mount("", target, "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
+		return fmt.Errorf("bind %s as a slave: %w", source, err)
 	}
 	if ro {
 		attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -114,6 +115,44 @@ echo "scratch=$(echo tmp-data > /scratch/f && cat /scratch/f)"
 	if _, err := os.Stat(filepath.Join(rootfsDir, "x")); err == nil {
 		t.Errorf("touch /x reached the read-only rootfs on the host")
 	}
+}
+
+// A mount the host makes below a bind-mounted directory after the
+// container started shows inside it, as with runc and rslave propagation
+// (Kubernetes' HostToContainer): the directory is a shared mount on the
+// host, as kubelet makes its volumes'.
+func TestBindMountSeesLaterHostMounts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	vol := filepath.Join(e.dir, "vol")
+	late := filepath.Join(vol, "late")
+	if err := os.MkdirAll(late, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount(vol, vol, "", syscall.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Unmount(vol, syscall.MNT_DETACH) })
+	if err := syscall.Mount("", vol, "", syscall.MS_SHARED, ""); err != nil {
+		t.Fatal(err)
+	}
+	b := e.bundle("c", sh("echo started; while [ ! -e /later-host-mounts/late/marker ]; do sleep 0.1; done; cat /later-host-mounts/late/marker"),
+		func(s *specs.Spec) {
+			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/later-host-mounts", Type: "bind", Source: vol, Options: []string{"rbind", "rslave"}})
+		})
+	id := e.id("c")
+	_, out := e.create(id, b)
+	e.mustOK(e.rt("start", id))
+	e.waitOutput(out, "started")
+	if err := syscall.Mount("tmpfs", late, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(late, "marker"), []byte("mounted-later\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.waitOutput(out, "mounted-later")
+	e.waitStatus(id, "stopped")
+	e.mustOK(e.rt("delete", id))
 }
 
 func contains(list []string, s string) bool {
