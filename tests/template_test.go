@@ -83,19 +83,20 @@ func TestTemplateClonesHaveTheirOwnRandomStateAndClock(t *testing.T) {
 // overwritten) is a warning and a cold boot, never a failure, and the
 // warning says what was wrong; the next sandbox gets a rebuilt template.
 // Zeroed memory of the right size passes every check before QEMU starts:
-// the clone's guest crashes, and its first answer never comes.
+// the clone's guest crashes and its first answer never comes, or (q35's
+// TPR patching reads guest memory) QEMU fails the restore itself.
 func TestDamagedTemplateFallsBackToColdBoot(t *testing.T) {
 	skiffOnly(t)
 	t.Parallel()
 	for _, c := range []struct {
 		name   string
 		damage func(dir string) error
-		why    string // in the warning
+		why    []string // one of them in the warning
 	}{
-		{"state overwritten", func(d string) error { return os.WriteFile(filepath.Join(d, "state"), []byte("garbage"), 0o600) }, "migration"},
-		{"state deleted", func(d string) error { return os.Remove(filepath.Join(d, "state")) }, "state"},
-		{"memory truncated", func(d string) error { return os.Truncate(filepath.Join(d, "memory"), 1<<20) }, "want a file of"},
-		{"memory deleted", func(d string) error { return os.Remove(filepath.Join(d, "memory")) }, "no such file"},
+		{"state overwritten", func(d string) error { return os.WriteFile(filepath.Join(d, "state"), []byte("garbage"), 0o600) }, []string{"migration"}},
+		{"state deleted", func(d string) error { return os.Remove(filepath.Join(d, "state")) }, []string{"state"}},
+		{"memory truncated", func(d string) error { return os.Truncate(filepath.Join(d, "memory"), 1<<20) }, []string{"want a file of"}},
+		{"memory deleted", func(d string) error { return os.Remove(filepath.Join(d, "memory")) }, []string{"no such file"}},
 		{"memory zeroed", func(d string) error {
 			m := filepath.Join(d, "memory")
 			fi, err := os.Stat(m)
@@ -106,7 +107,7 @@ func TestDamagedTemplateFallsBackToColdBoot(t *testing.T) {
 				return err
 			}
 			return os.Truncate(m, fi.Size())
-		}, "restored guest failed"},
+		}, []string{"restored guest failed", "load of migration failed"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -127,8 +128,12 @@ func TestDamagedTemplateFallsBackToColdBoot(t *testing.T) {
 				t.Errorf("stdout %q after a damaged template", r.stdout)
 			}
 			l, _ := os.ReadFile(log)
-			if !strings.Contains(string(l), "booting cold") || !strings.Contains(string(l), c.why) {
-				t.Errorf("no warning that says %q about the unusable template in the log:\n%s", c.why, l)
+			said := false
+			for _, why := range c.why {
+				said = said || strings.Contains(string(l), why)
+			}
+			if !strings.Contains(string(l), "booting cold") || !said {
+				t.Errorf("no warning that says one of %q about the unusable template in the log:\n%s", c.why, l)
 			}
 			log2 := filepath.Join(e.dir, "log2")
 			e.mustOK(e.rt("--config", cfg, "--debug", "--log", log2, "run", "--bundle", b, e.id("c2")))
