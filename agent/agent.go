@@ -36,6 +36,7 @@ type Agent struct {
 	// used (a guest runs one container) or if it could not start.
 	zygoteMu sync.Mutex
 	zygote   *container.Zygote
+	noZygote bool // skiff.zygote=0
 }
 
 // zygoteWait bounds the wait for a zygote to come up: it needs as long as
@@ -98,6 +99,7 @@ func Main() {
 	// skiff.zygote=0 on the kernel command line: every container init is
 	// forked when its container is created (for comparison and debugging).
 	if hasWord(splitCmdline(cmdline), "skiff.zygote=0") {
+		a.noZygote = true
 		log.debugf("no zygote (skiff.zygote=0)")
 	} else if z, err := container.StartZygote(a.reaper); err != nil {
 		log.errorf("%v", err)

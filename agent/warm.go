@@ -2,10 +2,12 @@ package agent
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/skiff-oci/skiff/agent/container"
@@ -33,8 +35,16 @@ func (a *Agent) warm(body json.RawMessage) (any, func(net.Conn), error) {
 			return nil, nil, err
 		}
 	}
+	var resp protocol.WarmResponse
+	if req.Run && req.Spec != nil {
+		ran, err := a.warmRun(req.Spec)
+		if err != nil {
+			return nil, nil, fmt.Errorf("warm: %w", err)
+		}
+		resp.Ran = ran
+	}
 	if req.Share.Tag == "" {
-		return protocol.Empty{}, nil, nil
+		return resp, nil, nil
 	}
 	s := req.Share
 	s.GuestPath = warmDir
@@ -54,5 +64,103 @@ func (a *Agent) warm(body json.RawMessage) (any, func(net.Conn), error) {
 		unix.Unmount(s.GuestPath, unix.MNT_DETACH)
 	}
 	os.Remove(s.GuestPath)
-	return protocol.Empty{}, nil, nil
+	return resp, nil, nil
+}
+
+// warmBinary is what the throwaway container runs: the guest's busybox,
+// which the agent keeps reachable (keepGuestBin).
+const warmBinary = "/bin/busybox"
+
+// warmRun runs a throwaway container of spec, on a scratch root that
+// holds the guest's /bin, with its busybox as the program, through the
+// zygote, and waits for its end; then a new zygote takes the used one's
+// place. The sandbox's container comes later to a guest whose code for
+// all that is translated (protocol.WarmRequest.Run). It reports whether
+// the container ran.
+func (a *Agent) warmRun(spec *specs.Spec) (bool, error) {
+	if _, err := os.Stat(warmBinary); err != nil {
+		return false, nil // nothing to run: the rest of the warm-up still holds
+	}
+	a.mu.Lock()
+	busy := len(a.containers) > 0 || len(a.shares) > 0
+	ownNet := !a.networked && container.GuestHasNICs()
+	a.mu.Unlock()
+	if busy {
+		return false, errors.New("the guest is in use")
+	}
+	root, err := warmRoot()
+	if err != nil {
+		return false, err
+	}
+	defer unix.Unmount(root, unix.MNT_DETACH)
+	s := *spec
+	s.Root = &specs.Root{Path: root, Readonly: true}
+	p := *spec.Process
+	p.Args, p.Terminal, p.Cwd = []string{warmBinary, "true"}, false, "/"
+	s.Process = &p
+	s.Hooks = nil
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return false, err
+	}
+	defer null.Close()
+	z := a.takeZygote()
+	c, err := container.New(warmID, &s, ownNet, null, null, null, a.reaper, z)
+	a.putZygote(z)
+	if err != nil {
+		return false, err
+	}
+	if err := c.Start(); err != nil {
+		c.Signal(unix.SIGKILL, true)
+	}
+	<-c.Done()
+	c.RemoveCgroup()
+	if st := c.ExitStatus(); st != 0 {
+		return false, fmt.Errorf("throwaway container exited %d", st)
+	}
+	return true, a.replaceZygote()
+}
+
+// warmRoot mounts the throwaway container's root: a tmpfs with the mount
+// points a spec's mounts need and the guest's /bin, read-only.
+func warmRoot() (string, error) {
+	const root = "/run/skiff/warm-root"
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return "", err
+	}
+	if err := unix.Mount("tmpfs", root, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755,size=1m"); err != nil {
+		return "", err
+	}
+	for _, d := range []string{"bin", "dev", "proc", "sys", "tmp", "etc"} {
+		if err := os.Mkdir(root+"/"+d, 0o755); err != nil {
+			unix.Unmount(root, unix.MNT_DETACH)
+			return "", err
+		}
+	}
+	if err := unix.Mount("/bin", root+"/bin", "", unix.MS_BIND, ""); err != nil {
+		unix.Unmount(root, unix.MNT_DETACH)
+		return "", err
+	}
+	return root, nil
+}
+
+// warmID names the throwaway container: not an ID the host can give (it
+// starts with '-'), so it never meets a sandbox's.
+const warmID = "-warm-run"
+
+// replaceZygote starts a zygote if the guest has none (its zygote went to
+// a throwaway container) and waits until it waits.
+func (a *Agent) replaceZygote() error {
+	a.zygoteMu.Lock()
+	if a.zygote == nil && !a.noZygote {
+		z, err := container.StartZygote(a.reaper)
+		if err != nil {
+			a.zygoteMu.Unlock()
+			return err
+		}
+		a.zygote = z
+	}
+	a.zygoteMu.Unlock()
+	a.waitZygote()
+	return nil
 }

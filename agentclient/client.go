@@ -234,6 +234,10 @@ func (c *Client) Reseed(ctx context.Context, unixNano int64, entropy []byte) err
 
 // Warm has the agent of a waiting VM go once through a container's
 // creation path (protocol.MethodWarm).
-func (c *Client) Warm(ctx context.Context, req *protocol.WarmRequest) error {
-	return c.call(ctx, protocol.MethodWarm, req, nil)
+func (c *Client) Warm(ctx context.Context, req *protocol.WarmRequest) (*protocol.WarmResponse, error) {
+	var r protocol.WarmResponse
+	if err := c.call(ctx, protocol.MethodWarm, req, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
 }

@@ -407,11 +407,15 @@ func (p Pool) fillOne(ctx context.Context, base hypervisor.Config, t Template, k
 	bctx, bcancel := context.WithTimeout(ctx, bootTimeout)
 	defer bcancel()
 	spec := warmSpec()
-	if werr := agent.Warm(bctx, &protocol.WarmRequest{
+	warmed, werr := agent.Warm(bctx, &protocol.WarmRequest{
 		Share: protocol.Share{Tag: "rootfs", FSType: "9p", GuestPath: spec.Root.Path, ReadOnly: true},
 		Spec:  spec,
-	}); werr != nil {
+		Run:   true,
+	})
+	if werr != nil {
 		slog.Debug("pool: warming the VM up", "error", werr)
+	} else {
+		slog.Debug("pool: VM warmed up", "member", m.Dir, "throwawayContainer", warmed.Ran)
 	}
 	agent.Close()
 	info.Ready = true

@@ -325,7 +325,7 @@ func warmTemplate(ctx context.Context, agentSocket string, deadline time.Time) e
 	if _, err := agent.Ping(wctx); err != nil {
 		return fmt.Errorf("template guest's agent: %w", err)
 	}
-	if err := agent.Warm(wctx, &protocol.WarmRequest{Spec: warmSpec()}); err != nil {
+	if _, err := agent.Warm(wctx, &protocol.WarmRequest{Spec: warmSpec()}); err != nil {
 		slog.Debug("warming the template up", "error", err)
 	}
 	return nil

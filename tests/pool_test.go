@@ -88,8 +88,15 @@ func TestPoolServesSandboxesAndRefills(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	cfg, dir := e.poolConfig(2)
-	e.mustOK(e.rt("--config", cfg, "factory", "init"))
+	initLog := filepath.Join(e.dir, "log-init")
+	e.mustOK(e.rt("--config", cfg, "--debug", "--log", initLog, "factory", "init"))
 	first := e.waitPoolReady(cfg, 2)
+	// Each waiting VM went once through a container's whole life (a
+	// throwaway one) so that its guest code is translated: the sandbox's
+	// own creation is then ~40% faster under TCG.
+	if l, _ := os.ReadFile(initLog); strings.Count(string(l), "throwawayContainer=true") != 2 || strings.Contains(string(l), "warming the VM up") {
+		t.Errorf("the pooled VMs did not both warm up; log:\n%s", l)
+	}
 
 	// A rootfs read-only all the way down, a writable and a read-only
 	// bind mount (that a privileged container cannot remount writable:

@@ -295,6 +295,14 @@ func (c *Container) Warnings() []string { return c.warnings }
 // one.
 func (c *Container) Console() *os.File { return c.console }
 
+// RemoveCgroup removes the container's guest cgroup once its processes
+// are gone.
+func (c *Container) RemoveCgroup() {
+	if c.cgroup != "" {
+		os.Remove(c.cgroup)
+	}
+}
+
 // Pid is the guest PID of the container's process.
 func (c *Container) Pid() int { return c.pid }
 

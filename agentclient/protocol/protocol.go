@@ -46,7 +46,6 @@ const (
 	ProbeOK      = "SKIFF-PROBE-OK"
 )
 
-
 // ReadyMessage is printed on the guest console by the agent once its
 // channel is open; it helps someone reading console.log.
 const ReadyMessage = "skiff-agent: ready"

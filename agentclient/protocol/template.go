@@ -30,8 +30,20 @@ type ReseedRequest struct {
 const MethodWarm = "Warm"
 
 // WarmRequest names a share to mount and unmount (at a scratch path: its
-// GuestPath is ignored) and a spec like the ones that will come.
+// GuestPath is ignored) and a spec like the ones that will come. With Run,
+// the agent also runs a throwaway container of that spec (on the guest's
+// own root, running the guest's busybox) through its zygote, then starts
+// a new zygote: creating, starting and ending a container is then
+// translated too. Only for a VM that waits in a pool: a template saves no
+// translations, and must keep the zygote it was built with.
 type WarmRequest struct {
 	Share Share       `json:"share"`
 	Spec  *specs.Spec `json:"spec"`
+	Run   bool        `json:"run,omitempty"`
+}
+
+// WarmResponse says whether the throwaway container ran (Run, in a guest
+// that has the busybox it runs).
+type WarmResponse struct {
+	Ran bool `json:"ran"`
 }
