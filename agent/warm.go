@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/skiff-oci/skiff/agent/container"
@@ -118,7 +120,51 @@ func (a *Agent) warmRun(spec *specs.Spec) (bool, error) {
 	if st := c.ExitStatus(); st != 0 {
 		return false, fmt.Errorf("throwaway container exited %d", st)
 	}
+	if err := warmNetwork(); err != nil {
+		return false, fmt.Errorf("network: %w", err)
+	}
 	return true, a.replaceZygote()
+}
+
+// warmNetwork goes through what ConfigureNetwork does to a NIC (list the
+// links, rename one, set its MAC, an address, up, a route through a
+// gateway) on a veth pair, in a network namespace of a thread's own that
+// goes away with the thread: nothing of it stays in the guest.
+func warmNetwork() error {
+	errc := make(chan error, 1)
+	go func() {
+		// Never unlocked: the thread ends with this goroutine, and its
+		// network namespace with it.
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			errc <- err
+			return
+		}
+		errc <- func() error {
+			if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "skiffwarm0"}, PeerName: "skiffwarm1"}); err != nil {
+				return err
+			}
+			if _, err := netlink.LinkList(); err != nil {
+				return err
+			}
+			l, err := netlink.LinkByName("skiffwarm0")
+			if err != nil {
+				return err
+			}
+			if err := renameNICs([]protocol.Interface{{Name: "skiffwarm2"}}, []netlink.Link{l}); err != nil {
+				return err
+			}
+			ifc := protocol.Interface{Name: "skiffwarm2", MAC: "02:73:6b:ff:ff:01", MTU: 1400, Addresses: []string{"10.255.255.1/30"}}
+			if err := configureNIC(ifc, l); err != nil {
+				return err
+			}
+			// The peer is down, so the route may be refused: the
+			// way there is what counts.
+			addRoute(protocol.Route{Family: 4, Device: "skiffwarm2", Gateway: "10.255.255.2"})
+			return nil
+		}()
+	}()
+	return <-errc
 }
 
 // warmRoot mounts the throwaway container's root: a tmpfs with the mount
