@@ -79,7 +79,7 @@ const warmBinary = "/bin/busybox"
 // place. The sandbox's container comes later to a guest whose code for
 // all that is translated (protocol.WarmRequest.Run). It reports whether
 // the container ran.
-func (a *Agent) warmRun(spec *specs.Spec) (bool, error) {
+func (a *Agent) warmRun(spec *specs.Spec) (ran bool, err error) {
 	if _, err := os.Stat(warmBinary); err != nil {
 		return false, nil // nothing to run: the rest of the warm-up still holds
 	}
@@ -109,6 +109,13 @@ func (a *Agent) warmRun(spec *specs.Spec) (bool, error) {
 	z := a.takeZygote()
 	c, err := container.New(warmID, &s, ownNet, null, null, null, a.reaper, z)
 	a.putZygote(z)
+	// Whatever happens below, the sandbox's container must find a zygote
+	// waiting, as in any other guest.
+	defer func() {
+		if zerr := a.replaceZygote(); err == nil {
+			err = zerr
+		}
+	}()
 	if err != nil {
 		return false, err
 	}
@@ -123,7 +130,7 @@ func (a *Agent) warmRun(spec *specs.Spec) (bool, error) {
 	if err := warmNetwork(); err != nil {
 		return false, fmt.Errorf("network: %w", err)
 	}
-	return true, a.replaceZygote()
+	return true, nil
 }
 
 // warmNetwork goes through what ConfigureNetwork does to a NIC (list the
