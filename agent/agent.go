@@ -101,10 +101,36 @@ func Main() {
 	if hasWord(splitCmdline(cmdline), "skiff.zygote=0") {
 		a.noZygote = true
 		log.debugf("no zygote (skiff.zygote=0)")
-	} else if z, err := container.StartZygote(a.reaper); err != nil {
+	}
+	if err := a.startZygote(); err != nil {
 		log.errorf("%v", err)
-	} else {
-		a.zygote = z
 	}
 	a.serveChannel()
+}
+
+// startZygote starts a zygote if the guest has none (none yet, or its
+// zygote went to a throwaway container) and zygotes are on. It does not
+// wait for it: waitZygote does.
+func (a *Agent) startZygote() error {
+	a.zygoteMu.Lock()
+	defer a.zygoteMu.Unlock()
+	if a.zygote != nil || a.noZygote {
+		return nil
+	}
+	z, err := container.StartZygote(a.reaper)
+	if err != nil {
+		return err
+	}
+	a.zygote = z
+	return nil
+}
+
+// ownNetwork tells whether a container created now gets a network
+// namespace of its own: the sandbox has no networking (yet) and the guest
+// has a NIC anyway, a VM template's unused slot.
+func (a *Agent) ownNetwork() bool {
+	nics := container.GuestHasNICs() // sysfs: not under a.mu
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return nics && !a.networked
 }

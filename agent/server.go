@@ -273,10 +273,7 @@ func (a *Agent) create(req *protocol.CreateContainerRequest) (_ *ctr, err error)
 	}
 	c := &ctr{id: req.ID, execs: map[string]*proc{}}
 	z := a.takeZygote()
-	a.mu.Lock()
-	ownNet := !a.networked && container.GuestHasNICs()
-	a.mu.Unlock()
-	c.c, err = container.New(req.ID, req.Spec, ownNet, child[0], child[1], child[2], a.reaper, z)
+	c.c, err = container.New(req.ID, req.Spec, a.ownNetwork(), child[0], child[1], child[2], a.reaper, z)
 	a.putZygote(z)
 	for _, f := range child {
 		f.Close()

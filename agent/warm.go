@@ -85,7 +85,6 @@ func (a *Agent) warmRun(spec *specs.Spec) (ran bool, err error) {
 	}
 	a.mu.Lock()
 	busy := len(a.containers) > 0 || len(a.shares) > 0
-	ownNet := !a.networked && container.GuestHasNICs()
 	a.mu.Unlock()
 	if busy {
 		return false, errors.New("the guest is in use")
@@ -107,7 +106,7 @@ func (a *Agent) warmRun(spec *specs.Spec) (ran bool, err error) {
 	}
 	defer null.Close()
 	z := a.takeZygote()
-	c, err := container.New(warmID, &s, ownNet, null, null, null, a.reaper, z)
+	c, err := container.New(warmID, &s, a.ownNetwork(), null, null, null, a.reaper, z)
 	a.putZygote(z)
 	// Whatever happens below, the sandbox's container must find a zygote
 	// waiting, as in any other guest.
@@ -208,16 +207,9 @@ const warmID = "-warm-run"
 // replaceZygote starts a zygote if the guest has none (its zygote went to
 // a throwaway container) and waits until it waits.
 func (a *Agent) replaceZygote() error {
-	a.zygoteMu.Lock()
-	if a.zygote == nil && !a.noZygote {
-		z, err := container.StartZygote(a.reaper)
-		if err != nil {
-			a.zygoteMu.Unlock()
-			return err
-		}
-		a.zygote = z
+	if err := a.startZygote(); err != nil {
+		return err
 	}
-	a.zygoteMu.Unlock()
 	a.waitZygote()
 	return nil
 }

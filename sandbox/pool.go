@@ -31,8 +31,9 @@ import (
 // A pooled VM cannot know its sandbox's files or network beforehand, so
 // they are attached when it is taken, without touching the VM:
 //   - each shared-filesystem slot of the template exports an empty
-//     directory of the member (slots/TAG); the sandbox's rootfs or bind
-//     source is bind-mounted on slots/TAG/c, which QEMU's 9p server reaches
+//     directory of the member (slots/TAG); the sandbox's rootfs, or its
+//     state directory's dirs/ or files/ (shares.go), is bind-mounted on
+//     slots/TAG/c, which QEMU's 9p server reaches
 //     by walking from the export, and the guest finds it at
 //     /run/skiff/shares/TAG/c. Read-only shares are read-only bind mounts
 //     (every mount below them too), enforced by the host kernel.

@@ -10,9 +10,6 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// applyResources writes the spec's limits into the container's cgroup v2
-// directory in the guest: the limits hold inside the VM as they would on a
-// host, whatever the VM's own size.
 // PrepareCgroups creates the parent of the containers' cgroups and enables
 // the controllers their limits need, once: changing subtree_control waits
 // for an RCU grace period (~20 ms under TCG), which the agent pays at boot,
@@ -30,6 +27,9 @@ func PrepareCgroups() {
 
 var prepareOnce sync.Once
 
+// applyResources writes the spec's limits into the container's cgroup v2
+// directory in the guest: the limits hold inside the VM as they would on a
+// host, whatever the VM's own size.
 func applyResources(dir string, r *specs.LinuxResources) error {
 	if r == nil || dir == "" {
 		return nil
