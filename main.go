@@ -13,7 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/skiff-oci/skiff/commands"
-	"github.com/skiff-oci/skiff/sandbox"
+	"github.com/skiff-oci/skiff/sandbox/state"
 )
 
 // version is set at build time (-ldflags "-X main.version=...").
@@ -37,7 +37,7 @@ signal goes into the VM, to the container's processes in the guest; ps shows
 guest PIDs. debug-console (off unless enabled in the configuration) opens a
 shell in the guest itself. Each verb's help says more.`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "root", Value: sandbox.DefaultRoot, Usage: "root directory for container state"},
+			&cli.StringFlag{Name: "root", Value: state.DefaultRoot, Usage: "root directory for container state"},
 			&cli.StringFlag{Name: "log", Usage: "log file (default: stderr)"},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json"},
 			&cli.BoolFlag{Name: "debug", Usage: "log debug messages"},

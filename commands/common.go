@@ -15,9 +15,9 @@ import (
 	"github.com/skiff-oci/skiff/sandbox"
 )
 
-// store is the state root named by --root.
-func store(c *cli.Context) *sandbox.Store {
-	return &sandbox.Store{Root: c.String("root")}
+// store is the runtime of the state root named by --root.
+func store(c *cli.Context) *sandbox.Runtime {
+	return sandbox.New(c.String("root"))
 }
 
 // LogLevel is the level of the default logger; --debug sets it to debug,

@@ -104,7 +104,7 @@ var ExecAttach = &cli.Command{
 		if c.String("log") == "" {
 			// Its stderr is the process's: log beside the state instead,
 			// as the shim does.
-			if f, err := os.OpenFile(store(c).Dir(id).ShimLog(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
+			if f, err := os.OpenFile(store(c).ShimLog(id), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
 				slog.SetDefault(slog.New(slog.NewTextHandler(f, nil)))
 			}
 		}

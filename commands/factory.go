@@ -9,7 +9,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/skiff-oci/skiff/sandbox"
+	"github.com/skiff-oci/skiff/config"
+	"github.com/skiff-oci/skiff/internal/fspath"
+	"github.com/skiff-oci/skiff/sandbox/factory"
 )
 
 // Factory manages VM templates: saved, booted guests that sandboxes are
@@ -33,12 +35,13 @@ templates (they are rebuilt on demand).`,
 				if err != nil {
 					return err
 				}
-				t, err := sandbox.FactoryInit(c.Context, cfg, c.String("root"))
+				f := newFactory(c, cfg)
+				t, err := f.Init(c.Context)
 				if err != nil {
 					return err
 				}
 				fmt.Println(t.Dir)
-				return sandbox.Fill(c.Context, cfg, c.String("root"))
+				return f.Fill(c.Context)
 			},
 		},
 		{
@@ -49,7 +52,8 @@ templates (they are rebuilt on demand).`,
 				if err != nil {
 					return err
 				}
-				list, err := sandbox.Factory{Dir: cfg.Factory.Dir}.List()
+				f := newFactory(c, cfg)
+				list, err := f.Templates()
 				if err != nil {
 					return err
 				}
@@ -62,14 +66,14 @@ templates (they are rebuilt on demand).`,
 				if err := w.Flush(); err != nil {
 					return err
 				}
-				members := sandbox.Factory{Dir: cfg.Factory.Dir}.Pool().List()
+				members := f.Pool()
 				fmt.Printf("\npool: cache = %d, %d VM(s)\n", cfg.Factory.Cache, len(members))
 				if len(members) == 0 {
 					return nil
 				}
 				// A factory directory may hold the pools of several
 				// configurations (another VM size, kernel...).
-				mine := sandbox.PoolKey(c.Context, cfg, c.String("root"))
+				mine := f.PoolKey(c.Context)
 				fmt.Fprint(w, "MEMBER\tTEMPLATE\tCREATED\tSTATE\tQEMU PID\n")
 				for _, m := range members {
 					state := "filling"
@@ -103,11 +107,11 @@ templates (they are rebuilt on demand).`,
 					if err != nil {
 						return fmt.Errorf("factory fill: read stdin: %w", err)
 					}
-					if cfg, err = sandbox.ParseFillConfig(b); err != nil {
+					if cfg, err = factory.ParseFillConfig(b); err != nil {
 						return err
 					}
 				}
-				return sandbox.Refill(c.Context, cfg, c.String("root"))
+				return newFactory(c, cfg).Refill(c.Context)
 			},
 		},
 		{
@@ -119,7 +123,7 @@ templates (they are rebuilt on demand).`,
 				if err != nil {
 					return err
 				}
-				f := sandbox.Factory{Dir: cfg.Factory.Dir}
+				f := newFactory(c, cfg)
 				if c.Bool("pool") {
 					return f.DestroyPool()
 				}
@@ -127,4 +131,9 @@ templates (they are rebuilt on demand).`,
 			},
 		},
 	},
+}
+
+// newFactory is the factory of cfg under the state root --root names.
+func newFactory(c *cli.Context, cfg *config.Config) *factory.Factory {
+	return factory.New(cfg, fspath.Canonical(c.String("root")), factory.QEMU)
 }

@@ -5,7 +5,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/skiff-oci/skiff/sandbox"
+	"github.com/skiff-oci/skiff/sandbox/oci"
 )
 
 // Features prints the OCI features document.
@@ -16,6 +16,6 @@ var Features = &cli.Command{
 		if c.NArg() > 0 {
 			return fmt.Errorf("features: takes no arguments")
 		}
-		return printJSON(sandbox.Features())
+		return printJSON(oci.Features())
 	},
 }

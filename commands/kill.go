@@ -5,7 +5,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/skiff-oci/skiff/sandbox"
+	"github.com/skiff-oci/skiff/sandbox/oci"
 )
 
 // Kill sends a signal to the container's process.
@@ -27,7 +27,7 @@ the host process standing for it exits once it has ended.`,
 		if c.NArg() > 2 {
 			return fmt.Errorf("kill: too many arguments")
 		}
-		sig, err := sandbox.ParseSignal(c.Args().Get(1))
+		sig, err := oci.ParseSignal(c.Args().Get(1))
 		if err != nil {
 			return err
 		}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/skiff-oci/skiff/sandbox"
+	"github.com/skiff-oci/skiff/sandbox/oci"
 )
 
 // List prints the containers under --root.
@@ -32,7 +32,7 @@ var List = &cli.Command{
 			return nil
 		case c.String("format") == "json":
 			if list == nil {
-				list = []*sandbox.OCIState{}
+				list = []*oci.State{}
 			}
 			return printJSON(list)
 		case c.String("format") == "table":

@@ -7,7 +7,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/skiff-oci/skiff/sandbox"
+	"github.com/skiff-oci/skiff/sandbox/shim"
+	"github.com/skiff-oci/skiff/sandbox/state"
 )
 
 // Shim is internal: create starts it as the host process that stands for
@@ -25,17 +26,17 @@ var Shim = &cli.Command{
 		if err != nil {
 			return err
 		}
-		st := store(c)
+		rt := store(c)
 		if c.String("log") == "" {
 			// Its stderr is the container's: without --log, log beside the
 			// state instead.
-			if f, err := os.OpenFile(st.Dir(id).ShimLog(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
+			if f, err := os.OpenFile(rt.ShimLog(id), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
 				slog.SetDefault(slog.New(slog.NewTextHandler(f, nil)))
 			}
 		}
 		// Not inherited by QEMU: the create waiting on it would never see EOF.
 		syscall.CloseOnExec(3)
 		ready := os.NewFile(3, "ready")
-		return ExitError{Status: sandbox.RunShim(st, id, ready, sandbox.ShimOptions{ConsoleSocket: c.String("console-socket")})}
+		return ExitError{Status: shim.Run(state.Root(rt.Root()), id, ready, shim.Options{ConsoleSocket: c.String("console-socket")})}
 	},
 }

@@ -8,7 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/skiff-oci/skiff/sandbox"
+	"github.com/skiff-oci/skiff/sandbox/oci"
 )
 
 // Spec writes a default config.json, as `runc spec` does.
@@ -24,7 +24,7 @@ var Spec = &cli.Command{
 		if _, err := os.Stat(path); err == nil {
 			return fmt.Errorf("file %s exists: remove it first", path)
 		}
-		b, err := json.MarshalIndent(sandbox.DefaultSpec(), "", "\t")
+		b, err := json.MarshalIndent(oci.DefaultSpec(), "", "\t")
 		if err != nil {
 			return err
 		}

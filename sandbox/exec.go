@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -9,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,9 +16,11 @@ import (
 	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/skiff-oci/skiff/internal/tty"
+	"github.com/skiff-oci/skiff/sandbox/oci"
+	"github.com/skiff-oci/skiff/sandbox/shimctl"
+	"github.com/skiff-oci/skiff/sandbox/state"
 	"golang.org/x/sys/unix"
-
-	"github.com/skiff-oci/skiff/agentclient/protocol"
 )
 
 // ExecOptions are the inputs of Exec, as runc's exec takes them.
@@ -54,18 +54,18 @@ type ExecOptions struct {
 // Exec runs a process in a created or running container and, unless
 // detached, waits for it and returns its exit status (128+N when killed by
 // signal N).
-func (s *Store) Exec(ctx context.Context, id string, o ExecOptions) (int, error) {
-	d, l, st, err := s.open(id)
+func (r *Runtime) Exec(ctx context.Context, id string, o ExecOptions) (int, error) {
+	c, err := r.load(id)
 	if err != nil {
 		return 0, err
 	}
 	// Not held while the process runs: kill and delete must still work.
-	status := d.status(st)
-	l.Unlock()
-	if err := canExec(id, status); err != nil {
+	status := c.Status()
+	c.done()
+	if err := state.CanExec(id, status); err != nil {
 		return 0, err
 	}
-	p, err := execProcess(st, o)
+	p, err := execProcess(c.rec, o)
 	if err != nil {
 		return 0, err
 	}
@@ -80,7 +80,7 @@ func (s *Store) Exec(ctx context.Context, id string, o ExecOptions) (int, error)
 	if err != nil {
 		return 0, err
 	}
-	req := ctlRequest{Op: ctlExec, ExecID: execID, Process: p, ConsoleSocket: consoleSocket}
+	req := execRequest{Method: shimctl.MethodExec, ExecRequest: shimctl.ExecRequest{ExecID: execID, Process: p, ConsoleSocket: consoleSocket}}
 	var files []*os.File
 	if consoleSocket == "" {
 		files = []*os.File{o.Stdin, o.Stdout, o.Stderr}
@@ -89,13 +89,13 @@ func (s *Store) Exec(ctx context.Context, id string, o ExecOptions) (int, error)
 				return 0, fmt.Errorf("exec: stdio descriptor %d is missing", i)
 			}
 		}
-		if p.Terminal && !o.Detach && isTerminal(o.Stdin) {
+		if p.Terminal && !o.Detach && tty.IsTerminal(o.Stdin) {
 			// The guest's terminal starts at the caller's size, so that the
 			// process never sees it unset.
 			if p.ConsoleSize == nil {
-				p.ConsoleSize = terminalSize(o.Stdin)
+				p.ConsoleSize = tty.Size(o.Stdin)
 			}
-			restore, err := rawTerminal(o.Stdin)
+			restore, err := tty.Raw(o.Stdin)
 			if err != nil {
 				return 0, err
 			}
@@ -106,7 +106,7 @@ func (s *Store) Exec(ctx context.Context, id string, o ExecOptions) (int, error)
 	if o.Detach {
 		return 0, detachExec(id, req, o)
 	}
-	return attachExec(ctx, d, id, req, files, o.Signals, func(int) error {
+	return attachExec(ctx, c.sandbox.shim(), id, req, files, o.Signals, func(int) error {
 		if o.PIDFile == "" {
 			return nil
 		}
@@ -116,50 +116,30 @@ func (s *Store) Exec(ctx context.Context, id string, o ExecOptions) (int, error)
 	})
 }
 
-// attachExec asks the shim of d to run req with files as the process's
-// stdio, calls started once the process runs, passes signals on to it,
-// and returns its exit status.
-func attachExec(ctx context.Context, d Dir, id string, req ctlRequest, files []*os.File, signals <-chan os.Signal, started func(pid int) error) (int, error) {
-	var dialer net.Dialer
-	conn, err := dialer.DialContext(ctx, "unix", d.ShimSocket())
+// execRequest is an exec as the exec helper gets it: the method (Exec or
+// DebugConsole) and its request.
+type execRequest struct {
+	Method string `json:"method"`
+	shimctl.ExecRequest
+}
+
+// attachExec asks the shim to run req with files as the process's stdio,
+// calls started once the process runs, passes signals on to it, and
+// returns its exit status.
+func attachExec(ctx context.Context, shim shimctl.Client, id string, req execRequest, files []*os.File, signals <-chan os.Signal, started func(pid int) error) (int, error) {
+	x, err := shim.Exec(ctx, req.Method, id, req.ExecRequest, files)
 	if err != nil {
-		return 0, fmt.Errorf("exec in container %s: reach its shim: %w", id, err)
-	}
-	defer conn.Close()
-	if err := sendFrameWithFiles(conn.(*net.UnixConn), req, files); err != nil {
 		return 0, fmt.Errorf("exec in container %s: %w", id, err)
 	}
-	var rsp ctlResponse
-	if err := protocol.ReadFrame(conn, &rsp); err != nil {
-		return 0, fmt.Errorf("exec in container %s: no answer from its shim: %w", id, err)
-	}
-	if rsp.Error != "" {
-		return 0, errors.New(rsp.Error)
-	}
-	if err := started(rsp.PID); err != nil {
+	if err := started(x.PID); err != nil {
+		x.Close()
 		return 0, err
 	}
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		for {
-			select {
-			case sig := <-signals:
-				if n, ok := sig.(unix.Signal); ok {
-					protocol.WriteFrame(conn, ctlRequest{Op: ctlSignal, Signal: int(n)})
-				}
-			case <-stop:
-				return
-			}
-		}
-	}()
-	if err := protocol.ReadFrame(conn, &rsp); err != nil {
-		return 0, fmt.Errorf("exec in container %s: lost the shim before the process exited: %w", id, err)
+	status, err := x.Wait(signals)
+	if err != nil {
+		return 0, fmt.Errorf("exec in container %s: %w", id, err)
 	}
-	if rsp.Error != "" {
-		return 0, errors.New(rsp.Error)
-	}
-	return rsp.ExitStatus, nil
+	return status, nil
 }
 
 // Detached, the exec'd process still gets a host process standing for it,
@@ -172,7 +152,7 @@ const (
 	execHelperOK   = 4 // and reports "ok" or "error: ..." here
 )
 
-func detachExec(id string, req ctlRequest, o ExecOptions) error {
+func detachExec(id string, req execRequest, o ExecOptions) error {
 	if len(o.HelperArgs) == 0 {
 		return errors.New("exec --detach: no way to start the exec helper")
 	}
@@ -231,7 +211,7 @@ func detachExec(id string, req ctlRequest, o ExecOptions) error {
 // ExecHelper is the body of `skiff exec-attach ID`: it reads the request
 // exec --detach prepared, runs it as a foreground exec on its own stdio
 // (the caller's), reports the start, and returns the process's status.
-func (s *Store) ExecHelper(ctx context.Context, id string, signals <-chan os.Signal) (int, error) {
+func (r *Runtime) ExecHelper(ctx context.Context, id string, signals <-chan os.Signal) (int, error) {
 	unix.CloseOnExec(execHelperReq)
 	unix.CloseOnExec(execHelperOK)
 	ready := os.NewFile(execHelperOK, "ready")
@@ -243,7 +223,7 @@ func (s *Store) ExecHelper(ctx context.Context, id string, signals <-chan os.Sig
 			ready.Close()
 		}
 	}
-	status, err := s.execHelper(ctx, id, signals, func(int) error {
+	status, err := r.execHelper(ctx, id, signals, func(int) error {
 		report("ok")
 		return nil
 	})
@@ -253,49 +233,24 @@ func (s *Store) ExecHelper(ctx context.Context, id string, signals <-chan os.Sig
 	return status, err
 }
 
-func (s *Store) execHelper(ctx context.Context, id string, signals <-chan os.Signal, started func(int) error) (int, error) {
+func (r *Runtime) execHelper(ctx context.Context, id string, signals <-chan os.Signal, started func(int) error) (int, error) {
 	b, err := io.ReadAll(os.NewFile(execHelperReq, "request"))
 	if err != nil {
 		return 0, fmt.Errorf("exec helper: read request: %w", err)
 	}
-	var req ctlRequest
+	var req execRequest
 	if err := json.Unmarshal(b, &req); err != nil {
 		return 0, fmt.Errorf("exec helper: bad request: %w", err)
 	}
-	if err := ValidateID(id); err != nil {
+	c, err := r.read(r.root.Container(id))
+	if err != nil {
 		return 0, err
 	}
 	var files []*os.File
 	if req.ConsoleSocket == "" {
 		files = []*os.File{os.Stdin, os.Stdout, os.Stderr}
 	}
-	return attachExec(ctx, s.Dir(id), id, req, files, signals, started)
-}
-
-// sendFrameWithFiles writes one frame with files attached (SCM_RIGHTS).
-func sendFrameWithFiles(conn *net.UnixConn, v any, files []*os.File) error {
-	var buf bytes.Buffer
-	if err := protocol.WriteFrame(&buf, v); err != nil {
-		return err
-	}
-	var oob []byte
-	if len(files) > 0 {
-		fds := make([]int, len(files))
-		for i, f := range files {
-			fds[i] = int(f.Fd())
-		}
-		oob = unix.UnixRights(fds...)
-	}
-	n, _, err := conn.WriteMsgUnix(buf.Bytes(), oob, nil)
-	if err != nil {
-		return fmt.Errorf("send to shim: %w", err)
-	}
-	if n < buf.Len() {
-		if _, err := conn.Write(buf.Bytes()[n:]); err != nil {
-			return fmt.Errorf("send to shim: %w", err)
-		}
-	}
-	return nil
+	return attachExec(ctx, c.sandbox.shim(), id, req, files, signals, started)
 }
 
 func newExecID() (string, error) {
@@ -308,7 +263,7 @@ func newExecID() (string, error) {
 
 // execProcess builds the process to exec as runc does: process.json as it
 // is, or the container's own process with the flags' changes.
-func execProcess(st *State, o ExecOptions) (*specs.Process, error) {
+func execProcess(st *state.Container, o ExecOptions) (*specs.Process, error) {
 	if o.ProcessFile != "" {
 		b, err := os.ReadFile(o.ProcessFile)
 		if err != nil {
@@ -329,7 +284,7 @@ func execProcess(st *State, o ExecOptions) (*specs.Process, error) {
 	if len(o.Args) == 0 {
 		return nil, errors.New("exec: no command given: exec ID COMMAND [ARGS...], or --process FILE")
 	}
-	b, err := LoadBundle(st.Bundle)
+	b, err := oci.LoadBundle(st.Bundle)
 	if err != nil {
 		return nil, fmt.Errorf("exec: the container's config: %w", err)
 	}

@@ -9,15 +9,17 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/skiff-oci/skiff/internal/ocitest"
+	"github.com/skiff-oci/skiff/sandbox/state"
 )
 
 func TestExecProcessFromFlags(t *testing.T) {
-	dir := writeBundle(t, func(s *specs.Spec) {
+	dir := ocitest.Bundle(t, func(s *specs.Spec) {
 		s.Process.Env = []string{"PATH=/bin", "A=1"}
 		s.Process.User = specs.User{UID: 5, GID: 6}
 		s.Process.Terminal = true
 	})
-	st := &State{Bundle: dir}
+	st := &state.Container{Bundle: dir}
 	yes := true
 	p, err := execProcess(st, ExecOptions{
 		Args: []string{"sh", "-c", "x"}, Env: []string{"B=2"}, Cwd: "/tmp", User: "1000",
@@ -58,7 +60,7 @@ func TestExecProcessFile(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "p.json")
 	os.WriteFile(good, []byte(`{"args": ["true"], "cwd": "/", "env": ["X=1"]}`), 0o644)
-	p, err := execProcess(&State{}, ExecOptions{ProcessFile: good, Args: []string{"ignored"}})
+	p, err := execProcess(&state.Container{}, ExecOptions{ProcessFile: good, Args: []string{"ignored"}})
 	if err != nil || !reflect.DeepEqual(p.Args, []string{"true"}) {
 		t.Errorf("process file: %+v, %v", p, err)
 	}
@@ -69,7 +71,7 @@ func TestExecProcessFile(t *testing.T) {
 	} {
 		f := filepath.Join(dir, strings.ReplaceAll(name, " ", "-"))
 		os.WriteFile(f, []byte(body), 0o644)
-		if _, err := execProcess(&State{}, ExecOptions{ProcessFile: f}); err == nil || !strings.Contains(err.Error(), "process file") {
+		if _, err := execProcess(&state.Container{}, ExecOptions{ProcessFile: f}); err == nil || !strings.Contains(err.Error(), "process file") {
 			t.Errorf("%s: got %v, want an error naming the process file", name, err)
 		}
 	}
@@ -84,29 +86,5 @@ func TestCheckConsole(t *testing.T) {
 	}
 	if checkConsole(false, "/s", false) == nil {
 		t.Error("console socket without a terminal accepted")
-	}
-}
-
-func TestProcessGuards(t *testing.T) {
-	for _, c := range []struct {
-		name string
-		err  error
-		ok   bool
-	}{
-		{"exec running", canExec("x", StatusRunning), true},
-		{"exec created", canExec("x", StatusCreated), true},
-		{"exec stopped", canExec("x", StatusStopped), false},
-		{"exec paused", canExec("x", StatusPaused), false},
-		{"pause running", canPause("x", StatusRunning), true},
-		{"pause stopped", canPause("x", StatusStopped), false},
-		{"pause paused", canPause("x", StatusPaused), false},
-		{"resume paused", canResume("x", StatusPaused), true},
-		{"resume running", canResume("x", StatusRunning), false},
-		{"kill paused", canKill("x", StatusPaused), true},
-		{"delete paused", canDelete("x", StatusPaused, false), false},
-	} {
-		if (c.err == nil) != c.ok {
-			t.Errorf("%s: %v, want ok=%v", c.name, c.err, c.ok)
-		}
 	}
 }

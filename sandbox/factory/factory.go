@@ -1,0 +1,117 @@
+// Package factory hands a sandbox a running VM whose agent answered: one
+// Reserve and Start, whether the VM is booted cold, restored from a VM
+// template of its configuration, or taken from the pool of VMs restored in
+// advance. The caller never branches on where its VM came from. It also
+// builds templates and fills the pool (skiff factory ...).
+//
+// It sits below the shim and the verbs and above the host plumbing: it may
+// import hostnet, hostfs, hostcgroup, oci, the hypervisor and the agent
+// client, never the shim, the state store or the verbs. The VMM is a
+// constructor it is given (VMM), so that tests stand in for QEMU.
+package factory
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/skiff-oci/skiff/config"
+	"github.com/skiff-oci/skiff/hypervisor"
+	"github.com/skiff-oci/skiff/internal/fspath"
+)
+
+// stopTimeout bounds an orderly VMM quit before it is killed.
+const stopTimeout = 3 * time.Second
+
+// VMM makes the Hypervisor of a VM: one to start, or one that adopts a VM
+// another process started (a pooled VM).
+type VMM interface {
+	New(c hypervisor.Config) (hypervisor.Hypervisor, error)
+	Adopt(c hypervisor.Config) (hypervisor.Hypervisor, error)
+}
+
+// QEMU is the production VMM.
+var QEMU VMM = qemuVMM{}
+
+type qemuVMM struct{}
+
+func (qemuVMM) New(c hypervisor.Config) (hypervisor.Hypervisor, error) { return hypervisor.NewQEMU(c) }
+func (qemuVMM) Adopt(c hypervisor.Config) (hypervisor.Hypervisor, error) {
+	return hypervisor.AdoptQEMU(c)
+}
+
+// Factory is the factory of one configuration.
+type Factory struct {
+	cfg *config.Config
+	dir string // factory.dir: templates, one per key, and the pool
+	// root is the state root: the accelerator probe caches there.
+	root string
+	vmm  VMM
+}
+
+// New returns the factory of cfg; stateRoot is the --root in force.
+func New(cfg *config.Config, stateRoot string, vmm VMM) *Factory {
+	return &Factory{cfg: cfg, dir: fspath.Canonical(cfg.Factory.Dir), root: stateRoot, vmm: vmm}
+}
+
+// Dir is where the factory keeps its templates and pool.
+func (f *Factory) Dir() string { return f.dir }
+
+// CheckGuest refuses a configuration whose VM could not start, before
+// anything touches disk.
+func CheckGuest(c *config.Config) error {
+	h := c.Hypervisor
+	for _, f := range []struct{ what, path string }{
+		{"hypervisor.path (QEMU)", h.Path},
+		{"hypervisor.kernel", h.Kernel},
+		{"hypervisor.initrd", h.Initrd},
+	} {
+		if _, err := os.Stat(f.path); err != nil {
+			return fmt.Errorf("%s %s does not exist: build the guest image with make, install QEMU, or fix the configuration", f.what, f.path)
+		}
+	}
+	return nil
+}
+
+// BaseConfig is the part of a VM's configuration that comes from skiff's
+// configuration alone (not from a container): what sandboxes and their
+// template share. It resolves the accelerator (cached in the state root)
+// and says why it chose it.
+func (f *Factory) BaseConfig(ctx context.Context) (hypervisor.Config, string, error) {
+	h := f.cfg.Hypervisor
+	accel, why, err := hypervisor.ResolveAccel(ctx, hypervisor.Accel(h.Accel), hypervisor.ProbeConfig{
+		Binary: h.Path, Kernel: h.Kernel, Initrd: h.Initrd, Machine: h.MachineType,
+	}, f.root)
+	if err != nil {
+		return hypervisor.Config{}, "", fmt.Errorf("choose accelerator: %w", err)
+	}
+	params := strings.Fields(h.KernelParams)
+	if f.cfg.Runtime.GuestDebug {
+		params = append(params, "skiff.debug=1")
+	}
+	return hypervisor.Config{
+		Binary:       h.Path,
+		Kernel:       h.Kernel,
+		Initrd:       h.Initrd,
+		KernelParams: params,
+		Machine:      h.MachineType,
+		Accel:        accel,
+		VCPUs:        h.DefaultVCPUs,
+		MemoryMiB:    h.DefaultMemory,
+	}, why, nil
+}
+
+// Init builds the VM template of the configuration now (skiff factory
+// init), so that no sandbox pays for it.
+func (f *Factory) Init(ctx context.Context) (Template, error) {
+	if err := CheckGuest(f.cfg); err != nil {
+		return Template{}, err
+	}
+	base, _, err := f.BaseConfig(ctx)
+	if err != nil {
+		return Template{}, err
+	}
+	return f.Ensure(ctx, base)
+}

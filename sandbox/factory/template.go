@@ -1,0 +1,466 @@
+package factory
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/skiff-oci/skiff/agentclient"
+	"github.com/skiff-oci/skiff/agentclient/protocol"
+	"github.com/skiff-oci/skiff/hypervisor"
+	"github.com/skiff-oci/skiff/internal/flock"
+	"github.com/skiff-oci/skiff/internal/logtail"
+	"github.com/skiff-oci/skiff/sandbox/hostfs"
+	"github.com/skiff-oci/skiff/sandbox/hostnet"
+	"github.com/skiff-oci/skiff/sandbox/oci"
+)
+
+// VM templates (the "factory"): the first sandbox of a configuration boots
+// a guest up to the point where its agent waits for a host, saves it, and
+// every sandbox after that is restored from the saved state in a fraction
+// of a boot. See hypervisor/template.go for the QEMU side.
+
+// templateSlots is how many shared-filesystem devices a template carries
+// besides the rootfs's: a template's devices are fixed when it is saved.
+// planShares never gives more: one for every bind-mounted directory, one
+// for every bind-mounted file.
+const templateSlots = 2
+
+// templateNICs is how many NICs a template carries: placeholders without a
+// backend in the template, a clone's own taps after restore. The guest
+// NICs keep the template's MACs (TemplateMAC); the agent gives them the
+// namespace's.
+const templateNICs = 1
+
+// TemplateMAC is the MAC of a template's NIC k: locally administered.
+func TemplateMAC(k int) string { return fmt.Sprintf("02:73:6b:00:00:%02x", k) }
+
+// errTemplateBusy means another process is building the template now; the
+// caller boots cold rather than wait.
+var errTemplateBusy = errors.New("template being built by another process")
+
+// Template is one saved guest.
+type Template struct{ Dir string }
+
+func (t Template) memory() string { return filepath.Join(t.Dir, "memory") }
+func (t Template) state() string  { return filepath.Join(t.Dir, "state") }
+func (t Template) meta() string   { return filepath.Join(t.Dir, "template.json") }
+func (t Template) empty() string  { return filepath.Join(t.Dir, "empty") }
+
+// TemplateInfo is template.json: what the template was made from.
+type TemplateInfo struct {
+	Key     string    `json:"key"`
+	Created time.Time `json:"created"`
+	Binary  string    `json:"binary"`
+	Kernel  string    `json:"kernel"`
+	Initrd  string    `json:"initrd"`
+	Memory  int       `json:"memoryMiB"`
+	VCPUs   int       `json:"vcpus"`
+	Machine string    `json:"machine"`
+	Accel   string    `json:"accel"`
+	Params  []string  `json:"kernelParams,omitempty"`
+}
+
+// stale tells whether the inputs the template was made from changed (a
+// rebuilt kernel, initrd or QEMU): nothing will ever use it again.
+func (info TemplateInfo) stale() bool {
+	key, err := templateKey(hypervisor.Config{Binary: info.Binary, Kernel: info.Kernel, Initrd: info.Initrd,
+		MemoryMiB: info.Memory, VCPUs: info.VCPUs, Machine: info.Machine, Accel: hypervisor.Accel(info.Accel), KernelParams: info.Params})
+	return err != nil || key != info.Key
+}
+
+// slotsFor is how many spare share slots a template on machine carries:
+// templateSlots, or fewer where the machine has room for fewer virtio
+// devices (microvm with acpi=off: 8, of which the agent's port, the NICs
+// and the rootfs take 3).
+func slotsFor(machine string) int {
+	max := hypervisor.MaxVirtioDevices(machine)
+	if max == 0 {
+		return templateSlots
+	}
+	return min(templateSlots, max-1-templateNICs-1)
+}
+
+// slotTags are the shared-filesystem tags of a template, in order.
+func slotTags() []string { return slotTagsN(templateSlots) }
+
+// slotTagsN are the tags of a template with n spare slots.
+func slotTagsN(n int) []string {
+	tags := []string{"rootfs"}
+	for i := 0; i < n; i++ {
+		tags = append(tags, fmt.Sprintf("m%d", i))
+	}
+	return tags
+}
+
+// templateKey names everything a clone must share with its template: the
+// VMM binary, kernel and initrd (by path, size and mtime: a rebuilt file is
+// a new template), memory, vCPUs, machine, accelerator, kernel parameters.
+func templateKey(c hypervisor.Config) (string, error) {
+	h := sha256.New()
+	for _, p := range []string{c.Binary, c.Kernel, c.Initrd} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s %d %d\n", p, fi.Size(), fi.ModTime().UnixNano())
+	}
+	fmt.Fprintf(h, "mem=%d cpus=%d machine=%s accel=%s params=%s slots=%d tapnics=%d proto=%d\n",
+		c.MemoryMiB, c.VCPUs, c.Machine, c.Accel, strings.Join(c.KernelParams, " "), slotsFor(c.Machine), templateNICs, protocol.Version)
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+// templateEligible tells whether a sandbox's VM can come from a template:
+// no NICs (they are not in the template) and no more shares than slots,
+// with the tags planShares gives.
+func templateEligible(c hypervisor.Config) bool {
+	n := slotsFor(c.Machine)
+	if len(c.NetDevices) > templateNICs || len(c.Shares) > n+1 {
+		return false
+	}
+	tags := slotTagsN(n)
+	for i, s := range c.Shares {
+		if s.Tag != tags[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// withSlots gives c the template's full device list: its own shares, then
+// the unused slots pointing at an empty read-only directory; its NICs with
+// the template's MACs, then placeholders.
+func withSlots(c hypervisor.Config, empty string) hypervisor.Config {
+	shares := append([]hypervisor.Share{}, c.Shares...)
+	for _, tag := range slotTagsN(slotsFor(c.Machine))[len(shares):] {
+		shares = append(shares, hypervisor.Share{Tag: tag, HostPath: empty, ReadOnly: true})
+	}
+	c.Shares = shares
+	nics := make([]hypervisor.NetDevice, templateNICs)
+	for k := range nics {
+		if k < len(c.NetDevices) {
+			nics[k] = c.NetDevices[k]
+		} else {
+			nics[k].Placeholder = true
+		}
+		nics[k].MAC = TemplateMAC(k)
+	}
+	c.NetDevices = nics
+	return c
+}
+
+// Ensure returns the template for c, building it first if needed. It
+// returns errTemplateBusy when another process is building it.
+func (f *Factory) Ensure(ctx context.Context, c hypervisor.Config) (Template, error) {
+	key, err := templateKey(c)
+	if err != nil {
+		return Template{}, err
+	}
+	t := Template{Dir: filepath.Join(f.dir, key)}
+	if _, err := os.Stat(t.meta()); err == nil {
+		return t, nil
+	}
+	if err := os.MkdirAll(f.dir, 0o700); err != nil {
+		return Template{}, fmt.Errorf("factory %s: %w", f.dir, err)
+	}
+	lock, err := os.OpenFile(t.Dir+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return Template{}, err
+	}
+	defer lock.Close()
+	if !flock.Try(lock.Fd()) {
+		return Template{}, errTemplateBusy
+	}
+	if _, err := os.Stat(t.meta()); err == nil {
+		return t, nil // built while we took the lock
+	}
+	os.RemoveAll(t.Dir)
+	if err := f.build(ctx, t, key, c); err != nil {
+		os.RemoveAll(t.Dir)
+		return Template{}, fmt.Errorf("build VM template: %w", err)
+	}
+	f.prune(key)
+	return t, nil
+}
+
+// build boots the template VM, waits until its agent waits for a host, and
+// saves it. template.json is written last: its presence means complete.
+func (f *Factory) build(ctx context.Context, t Template, key string, c hypervisor.Config) error {
+	bootTimeout := f.cfg.Hypervisor.BootTimeoutDuration()
+	if err := os.MkdirAll(t.empty(), 0o700); err != nil {
+		return err
+	}
+	// template.json records the caller's parameters, which the key was
+	// computed from, not those withSlots adds: stale() recomputes the key.
+	params := c.KernelParams
+	c = withSlots(hypervisor.Config{
+		Name: "skiff-template-" + key, Binary: c.Binary, Kernel: c.Kernel, Initrd: c.Initrd,
+		KernelParams: c.KernelParams, Machine: c.Machine, Accel: c.Accel, VCPUs: c.VCPUs, MemoryMiB: c.MemoryMiB,
+	}, t.empty())
+	c.MemoryFile, c.MemoryShared = t.memory(), true
+	release, err := hostnet.SpareTaps(c.NetDevices)
+	if err != nil {
+		return err
+	}
+	defer release()
+	c.AgentSocket = filepath.Join(t.Dir, "agent.sock")
+	c.QMPSocket = filepath.Join(t.Dir, "qmp.sock")
+	c.ConsoleLog = filepath.Join(t.Dir, "console.log")
+	c.StderrLog = filepath.Join(t.Dir, "qemu.log")
+	c.PIDFile = filepath.Join(t.Dir, "qemu.pid")
+	vm, err := f.vmm.New(c)
+	if err != nil {
+		return err
+	}
+	if err := vm.Start(ctx); err != nil {
+		return err
+	}
+	defer vm.Stop(context.Background(), stopTimeout)
+	exited := make(chan struct{})
+	go func() {
+		vm.Wait()
+		close(exited)
+	}()
+
+	deadline := time.Now().Add(bootTimeout)
+	// waiting returns once the agent has said it waits for a host n times.
+	waiting := func(n int) error {
+		for {
+			if logtail.Count(c.ConsoleLog, protocol.WaitingMessage) >= n {
+				return nil
+			}
+			select {
+			case <-exited:
+				return fmt.Errorf("the template VM exited while booting%s", tailOf(c.ConsoleLog))
+			default:
+			}
+			if time.Now().After(deadline) {
+				return &guestTimeoutError{fmt.Sprintf("the guest did not reach its agent within %v (hypervisor.boot_timeout)%s", bootTimeout, tailOf(c.ConsoleLog))}
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if err := waiting(1); err != nil {
+		return err
+	}
+	// One session before the save: the agent's protocol version is
+	// checked here once (clones skip the Ping), and what the agent
+	// builds lazily on a container's creation path is built into the
+	// template. The agent then waits for a host again.
+	if err := warmTemplate(ctx, c.AgentSocket, deadline); err != nil {
+		return err
+	}
+	if err := waiting(2); err != nil {
+		return err
+	}
+	tm, ok := vm.(hypervisor.Templater)
+	if !ok {
+		return errors.New("this hypervisor cannot save templates")
+	}
+	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := tm.SaveTemplate(sctx, t.state()); err != nil {
+		return err
+	}
+	info := TemplateInfo{Key: key, Created: time.Now().UTC(), Binary: c.Binary, Kernel: c.Kernel, Initrd: c.Initrd,
+		Memory: c.MemoryMiB, VCPUs: c.VCPUs, Machine: c.Machine, Accel: string(c.Accel), Params: params}
+	b, _ := json.MarshalIndent(info, "", "  ")
+	tmp := t.meta() + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, t.meta())
+}
+
+// startClone starts a VM of c (a clone's configuration: the template's
+// devices, its memory file mapped privately, incoming) and restores the
+// template's state into it. When the restore fails, the VM is stopped and
+// the template, corrupt or stale, removed: the next sandbox rebuilds it.
+func (f *Factory) startClone(ctx context.Context, t Template, c hypervisor.Config) (hypervisor.Hypervisor, error) {
+	if err := t.check(c.MemoryMiB); err != nil {
+		t.remove()
+		return nil, err
+	}
+	vm, err := f.vmm.New(c)
+	if err != nil {
+		return nil, err
+	}
+	tm, ok := vm.(hypervisor.Templater)
+	if !ok {
+		return nil, errors.New("this hypervisor cannot restore templates")
+	}
+	if err := vm.Start(ctx); err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := tm.RestoreTemplate(rctx, t.state()); err != nil {
+		vm.Stop(ctx, stopTimeout)
+		t.remove()
+		return nil, err
+	}
+	return vm, nil
+}
+
+// warmTemplate checks the template guest's agent version and has it go
+// through a container's creation path once (protocol.MethodWarm), without
+// mounting anything: a 9p share mounted even once would block the save.
+func warmTemplate(ctx context.Context, agentSocket string, deadline time.Time) error {
+	wctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	agent, err := agentclient.Dial(wctx, agentSocket)
+	if err != nil {
+		return fmt.Errorf("template guest's agent: %w", err)
+	}
+	defer agent.Close()
+	if _, err := agent.Ping(wctx); err != nil {
+		return fmt.Errorf("template guest's agent: %w", err)
+	}
+	if _, err := agent.Warm(wctx, &protocol.WarmRequest{Spec: warmSpec()}); err != nil {
+		slog.Debug("warming the template up", "error", err)
+	}
+	return nil
+}
+
+// warmSpec is a spec like those sandboxes send (the one `skiff spec`
+// writes, its root where a pooled VM's is).
+func warmSpec() *specs.Spec {
+	spec := oci.DefaultSpec()
+	spec.Root.Path = filepath.Join(hostfs.GuestShareDir, "rootfs", poolContent)
+	return spec
+}
+
+// prune removes stale templates (their kernel, initrd or QEMU changed)
+// that nobody is building; templates of other sizes stay. Clones of a
+// removed template keep their mappings of its memory file.
+func (f *Factory) prune(keep string) {
+	ents, _ := os.ReadDir(f.dir)
+	for _, e := range ents {
+		if !e.IsDir() || e.Name() == keep || e.Name() == poolDirName {
+			continue
+		}
+		var info TemplateInfo
+		b, err := os.ReadFile(filepath.Join(f.dir, e.Name(), "template.json"))
+		if err == nil && json.Unmarshal(b, &info) == nil && !info.stale() {
+			continue
+		}
+		lock, err := os.OpenFile(filepath.Join(f.dir, e.Name()+".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			continue
+		}
+		if flock.Try(lock.Fd()) {
+			os.RemoveAll(filepath.Join(f.dir, e.Name()))
+			os.Remove(lock.Name())
+		}
+		lock.Close()
+	}
+}
+
+// Templates returns the complete templates.
+func (f *Factory) Templates() ([]TemplateInfo, error) {
+	ents, err := os.ReadDir(f.dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var out []TemplateInfo
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(f.dir, e.Name(), "template.json"))
+		if err != nil {
+			continue
+		}
+		var info TemplateInfo
+		if json.Unmarshal(b, &info) == nil {
+			out = append(out, info)
+		}
+	}
+	return out, nil
+}
+
+// Destroy stops every waiting pooled VM and removes every template.
+// Pooled VMs that sandboxes took stay: they are those sandboxes' VMs.
+func (f *Factory) Destroy() error {
+	if err := f.DestroyPool(); err != nil {
+		return err
+	}
+	ents, err := os.ReadDir(f.dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range ents {
+		if e.Name() == poolDirName {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(f.dir, e.Name())); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	os.Remove(f.pool().Dir) // only if empty
+	os.Remove(f.dir)        // likewise
+	return errors.Join(errs...)
+}
+
+// DestroyPool stops every waiting pooled VM; templates stay. A filler at
+// work would start VMs behind its back: it waits for it to finish first.
+func (f *Factory) DestroyPool() error {
+	if lock, err := os.OpenFile(filepath.Join(f.dir, "pool.lock"), os.O_RDWR, 0); err == nil {
+		defer lock.Close()
+		if err := flock.Within(lock.Fd(), fillLockWait); err != nil {
+			return fmt.Errorf("wait for the pool's filler: %w", err)
+		}
+	}
+	return f.pool().DestroyIdle()
+}
+
+// check tells whether the template's files are still what was saved, as
+// far as a stat shows: a memory file deleted behind skiff's back would be
+// created anew by QEMU, empty, and the clone crash once it runs; a
+// truncated one would stop QEMU at its start.
+func (t Template) check(memoryMiB int) error {
+	fi, err := os.Stat(t.memory())
+	if err != nil {
+		return fmt.Errorf("VM template's memory: %w", err)
+	}
+	if want := int64(memoryMiB) << 20; !fi.Mode().IsRegular() || fi.Size() != want {
+		return fmt.Errorf("VM template's memory %s: %d bytes, want a file of %d", t.memory(), fi.Size(), want)
+	}
+	if fi, err := os.Stat(t.state()); err != nil || !fi.Mode().IsRegular() || fi.Size() == 0 {
+		return fmt.Errorf("VM template's state %s is missing or empty", t.state())
+	}
+	return nil
+}
+
+// remove drops one template, after a restore from it failed.
+func (t Template) remove() {
+	slog.Warn("removing VM template that failed to restore", "dir", t.Dir)
+	os.RemoveAll(t.Dir)
+}
+
+func tailOf(path string) string {
+	if t := logtail.Lines(path, 12); t != "" {
+		return fmt.Sprintf("\n--- last lines of %s ---\n%s", path, t)
+	}
+	return ""
+}
+
+// guestTimeoutError is a template guest that never came up: a cold boot of
+// the same guest would not either, so it fails the sandbox.
+type guestTimeoutError struct{ msg string }
+
+func (e *guestTimeoutError) Error() string { return e.msg }

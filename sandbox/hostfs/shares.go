@@ -1,0 +1,263 @@
+// Package hostfs brings a container's files to its VM: it plans the
+// shared-filesystem devices a bundle needs (the rootfs, and one share each
+// for every bind-mounted directory and file), makes the host bind mounts
+// they go through in the sandbox's directory, and undoes them without
+// ever crossing into a mount it did not make. It is host plumbing: it must
+// not import hostnet, hostcgroup, the factory, the shim or the state store.
+package hostfs
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/skiff-oci/skiff/agentclient/protocol"
+	"github.com/skiff-oci/skiff/hypervisor"
+	"github.com/skiff-oci/skiff/sandbox/oci"
+)
+
+// GuestShareDir is where the agent mounts shares inside the guest.
+const GuestShareDir = "/run/skiff/shares"
+
+// The directories of a sandbox's directory whose binds are shared.
+func dirsDir(sandbox string) string  { return filepath.Join(sandbox, "dirs") }
+func filesDir(sandbox string) string { return filepath.Join(sandbox, "files") }
+
+// Plan says how a container's host files reach the guest, in at most
+// three shared-filesystem devices: the rootfs; every bind-mounted
+// directory, each bind-mounted on the host at dirs/K in the state
+// directory, which is shared once for all of them; every bind-mounted
+// file, each alone in a directory files/K/, shared the same way. Sharing a
+// file's parent directory instead would hand the guest every sibling of,
+// say, /etc/hosts. A fixed number of devices, however many mounts a
+// container has (a Kubernetes pod's volumes, podman's -v), is what lets
+// every sandbox come from a VM template, and fewer devices boot faster.
+type Plan struct {
+	Host  []hypervisor.Share
+	Guest []protocol.Share
+	// Spec is the bundle's spec with host paths rewritten to guest paths.
+	Spec *specs.Spec
+	// binds are host bind mounts to make before the VM starts, under
+	// the state directory's dirs/ and files/.
+	binds []hostBind
+}
+
+// hostBind is one bind mount of a container's source (a directory or a
+// file) into the state directory.
+type hostBind struct {
+	source, target string
+	dir, readOnly  bool
+}
+
+func isBind(m specs.Mount) bool {
+	if m.Type == "bind" {
+		return true
+	}
+	for _, o := range m.Options {
+		if o == "bind" || o == "rbind" {
+			return true
+		}
+	}
+	return false
+}
+
+func hasOption(m specs.Mount, opt string) bool {
+	for _, o := range m.Options {
+		if o == opt {
+			return true
+		}
+	}
+	return false
+}
+
+// PlanShares computes the shares of a bundle's container in the sandbox
+// whose directory is sandbox. It touches nothing.
+func PlanShares(sandbox string, b *oci.Bundle) (*Plan, error) {
+	spec := *b.Spec // shallow copy; the slices we change are replaced
+	p := &Plan{Spec: &spec}
+
+	add := func(tag, host string, ro bool) string {
+		guest := filepath.Join(GuestShareDir, tag)
+		p.Host = append(p.Host, hypervisor.Share{Tag: tag, HostPath: host, ReadOnly: ro})
+		p.Guest = append(p.Guest, protocol.Share{Tag: tag, GuestPath: guest, ReadOnly: ro, FSType: "9p"})
+		return guest
+	}
+
+	root := *spec.Root
+	root.Path = add("rootfs", b.Rootfs, root.Readonly)
+	spec.Root = &root
+
+	spec.Mounts = make([]specs.Mount, len(b.Spec.Mounts))
+	var dirMounts, fileMounts []sharedMount
+	for i, m := range b.Spec.Mounts {
+		spec.Mounts[i] = m
+		if !isBind(m) {
+			continue
+		}
+		src := m.Source
+		if !filepath.IsAbs(src) {
+			src = filepath.Join(b.Dir, src)
+		}
+		fi, err := os.Stat(src)
+		if err != nil {
+			return nil, fmt.Errorf("mount %s: source %s does not exist", m.Destination, src)
+		}
+		ro := hasOption(m, "ro")
+		switch {
+		case fi.IsDir():
+			// Directory K is bind-mounted, with what is mounted below
+			// it, at dirs/K: read-only all the way down when the
+			// mount is.
+			k := strconv.Itoa(len(dirMounts))
+			p.binds = append(p.binds, hostBind{source: src, target: filepath.Join(dirsDir(sandbox), k), dir: true, readOnly: ro})
+			dirMounts = append(dirMounts, sharedMount{index: i, rel: k})
+		case fi.Mode().IsRegular():
+			// File K is bind-mounted alone in files/K/, read-only on
+			// the host when the mount is.
+			k := strconv.Itoa(len(fileMounts))
+			rel := filepath.Join(k, filepath.Base(src))
+			p.binds = append(p.binds, hostBind{source: src, target: filepath.Join(filesDir(sandbox), rel), readOnly: ro})
+			fileMounts = append(fileMounts, sharedMount{index: i, rel: rel})
+		default:
+			// Device nodes and sockets: the guest has its own /dev; a host
+			// device never reaches it through a file share.
+			spec.Mounts[i].Source = m.Source
+		}
+	}
+	// Tags are numbered in order (m0, m1): VM templates carry a fixed set
+	// of them. Each share is writable: a read-only mount is read-only
+	// through its own host bind mount.
+	for _, group := range []struct {
+		mounts []sharedMount
+		dir    string
+	}{{dirMounts, dirsDir(sandbox)}, {fileMounts, filesDir(sandbox)}} {
+		if len(group.mounts) == 0 {
+			continue
+		}
+		guest := add(fmt.Sprintf("m%d", len(p.Host)-1), group.dir, false)
+		for _, m := range group.mounts {
+			spec.Mounts[m.index].Source = filepath.Join(guest, m.rel)
+		}
+	}
+	// Hooks run on the host, never in the guest.
+	spec.Hooks = nil
+	return p, nil
+}
+
+// sharedMount is a spec mount shared through dirs/ or files/: its index
+// in Mounts and its path in that share.
+type sharedMount struct {
+	index int
+	rel   string
+}
+
+// MountBinds makes the host bind mounts of the plan. On error, what was
+// mounted is undone by Unmount on the sandbox's directory.
+func (p *Plan) MountBinds(sandbox string) error {
+	for _, share := range []string{dirsDir(sandbox), filesDir(sandbox)} {
+		var binds []hostBind
+		for _, b := range p.binds {
+			if strings.HasPrefix(b.target, share+"/") {
+				binds = append(binds, b)
+			}
+		}
+		if len(binds) == 0 {
+			continue
+		}
+		for _, b := range binds {
+			if err := makeBindTarget(b); err != nil {
+				return err
+			}
+		}
+		// The share is writable (for the mounts that are), but the guest
+		// must not create anything in it: the share's directory itself
+		// is a read-only bind mount, the binds are mounted on top of it.
+		if err := unix.Mount(share, share, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind %s: %w", share, err)
+		}
+		if err := unix.Mount("", share, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+			return fmt.Errorf("bind %s read-only: %w", share, err)
+		}
+		// Private: what is mounted below it stays in this namespace.
+		// Where the state directory sits on a shared mount (systemd's
+		// /run), each bind would otherwise reach every peer, and a bind
+		// of a source holding the state directory (a container given
+		// the host's /) would multiply with every sandbox.
+		if err := unix.Mount("", share, "", unix.MS_PRIVATE, ""); err != nil {
+			return fmt.Errorf("make %s private: %w", share, err)
+		}
+		for _, b := range binds {
+			if err := BindReadOnlyIf(b.source, b.target, b.readOnly); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// makeBindTarget creates the empty directory or file b is mounted on.
+func makeBindTarget(b hostBind) error {
+	if b.dir {
+		return os.MkdirAll(b.target, 0o700)
+	}
+	if err := os.MkdirAll(filepath.Dir(b.target), 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(b.target, os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// BindReadOnlyIf bind-mounts source on target with what is mounted below
+// it, as sharing source itself would show, and makes it read-only all the
+// way down when ro: a read-only directory must not have a writable
+// submount. The bind is a slave of source's mounts: what the host mounts
+// below source later still shows (Kubernetes' HostToContainer
+// propagation), and nothing goes back.
+func BindReadOnlyIf(source, target string, ro bool) error {
+	if err := unix.Mount(source, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind %s: %w", source, err)
+	}
+	if err := unix.Mount("", target, "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
+		return fmt.Errorf("bind %s as a slave: %w", source, err)
+	}
+	if ro {
+		attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
+		if err := unix.MountSetattr(-1, target, unix.AT_RECURSIVE, attr); err != nil {
+			return fmt.Errorf("bind %s read-only: %w", source, err)
+		}
+	}
+	return nil
+}
+
+// Nest moves every guest path of the plan's spec into the subdirectory sub
+// of its share: a pooled VM's share exports a directory the sandbox's own
+// is bind-mounted under (see pool.go).
+func (p *Plan) Nest(sub string) {
+	move := func(path string) string {
+		for _, g := range p.Guest {
+			if path == g.GuestPath || strings.HasPrefix(path, g.GuestPath+"/") {
+				return filepath.Join(g.GuestPath, sub, strings.TrimPrefix(path, g.GuestPath))
+			}
+		}
+		return path
+	}
+	root := *p.Spec.Root
+	root.Path = move(root.Path)
+	p.Spec.Root = &root
+	mounts := make([]specs.Mount, len(p.Spec.Mounts))
+	for i, m := range p.Spec.Mounts {
+		mounts[i] = m
+		if isBind(m) {
+			mounts[i].Source = move(m.Source)
+		}
+	}
+	p.Spec.Mounts = mounts
+}
