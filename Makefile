@@ -98,8 +98,8 @@ test:
 # Each fuzz target for FUZZTIME; their seeds also run in every `go test`.
 FUZZTIME ?= 30s
 fuzz:
-	$(GO) test ./sandbox -run '^$$' -fuzz '^FuzzParseSpec$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./sandbox -run '^$$' -fuzz '^FuzzValidateID$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./sandbox/oci -run '^$$' -fuzz '^FuzzParseSpec$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./sandbox/state -run '^$$' -fuzz '^FuzzValidateID$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./config -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./agentclient/protocol -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime $(FUZZTIME)
 
