@@ -6,6 +6,10 @@
 // It must never exit (PID 1 exiting panics the guest kernel) and must never
 // panic on anything the host sends. It trusts nothing on the channel beyond
 // the protocol's framing, and it reaps every process of the guest.
+//
+// handlers.go is the whole protocol as the guest serves it. The package
+// must not import host code (sandbox, hypervisor, agentclient): what it
+// shares with the host lives in agentclient/protocol.
 package agent
 
 import (

@@ -84,32 +84,8 @@ func (a *Agent) forkDebugShell(req *protocol.DebugConsoleRequest, term string, c
 		}
 		return nil, fmt.Errorf("start %s: %w", debugShell, err)
 	}
-	done := make(chan struct{})
-	var ws unix.WaitStatus
-	go func() {
-		ws = <-statusCh
-		close(done)
-	}()
-	return &proc{
-		pid:     pid,
-		console: master,
-		done:    done,
-		status: func() int {
-			<-done
-			return container.ExitStatus(ws)
-		},
-		signal: func(sig unix.Signal) error {
-			select {
-			case <-done:
-				return nil
-			default:
-			}
-			if err := unix.Kill(pid, sig); err != nil && err != unix.ESRCH {
-				return err
-			}
-			return nil
-		},
-	}, nil
+	sh := container.Watch(pid, statusCh)
+	return &proc{pid: pid, console: master, done: sh.Done(), status: sh.ExitStatus, signal: sh.Signal}, nil
 }
 
 // openPty makes a pty of the guest's devpts: the master (non-blocking, so
