@@ -6,12 +6,21 @@
 // It must never exit (PID 1 exiting panics the guest kernel) and must never
 // panic on anything the host sends. It trusts nothing on the channel beyond
 // the protocol's framing, and it reaps every process of the guest.
+//
+// handlers.go is the whole protocol as the guest serves it. The package
+// must not import host code (sandbox, hypervisor, agentclient): what it
+// shares with the host lives in agentclient/protocol.
 package agent
 
 import (
+	"io"
+	"net"
 	"os"
 	"sync"
 	"time"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/skiff-oci/skiff/agent/container"
 	"github.com/skiff-oci/skiff/agentclient/protocol"
@@ -133,4 +142,49 @@ func (a *Agent) ownNetwork() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return nics && !a.networked
+}
+
+// newContainer creates a container with stdio on the child's ends given,
+// its init taken from the waiting zygote when there is one: the one place
+// a container gets the zygote (container.New decides whether to use it).
+func (a *Agent) newContainer(id string, spec *specs.Spec, stdio [3]*os.File) (*container.Container, error) {
+	z := a.takeZygote()
+	defer a.putZygote(z)
+	return container.New(id, spec, a.ownNetwork(), stdio[0], stdio[1], stdio[2], a.reaper, z)
+}
+
+// shutdown kills every container, lets the guest's TCP sockets send what
+// they hold, syncs and unmounts the shares; once the response is written
+// the guest powers off.
+func (a *Agent) shutdown(*protocol.ShutdownRequest) (func(net.Conn), error) {
+	a.mu.Lock()
+	a.stopping = true
+	var all []*ctr
+	for _, c := range a.containers {
+		if c != nil {
+			all = append(all, c)
+		}
+	}
+	a.mu.Unlock()
+	for _, c := range all {
+		c.c.Signal(unix.SIGKILL, true)
+		c.c.Signal(unix.SIGKILL, false)
+	}
+	timeout := time.After(2 * time.Second)
+	for _, c := range all {
+		select {
+		case <-c.c.Done():
+		case <-timeout:
+		}
+	}
+	drainTCP(2 * time.Second)
+	unix.Sync()
+	a.unmountAllShares()
+	return func(st net.Conn) {
+		// Give the response a moment to reach the host (it closes its end
+		// when it has read it), then power off.
+		st.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		io.Copy(io.Discard, st)
+		powerOff()
+	}, nil
 }

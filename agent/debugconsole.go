@@ -1,9 +1,7 @@
 package agent
 
 import (
-	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"syscall"
 
@@ -12,10 +10,6 @@ import (
 	"github.com/skiff-oci/skiff/agent/container"
 	"github.com/skiff-oci/skiff/agentclient/protocol"
 )
-
-func init() {
-	handlers[protocol.MethodDebugConsole] = (*Agent).debugConsole
-}
 
 // debugShell is busybox's shell, put in the initramfs by guest/build.sh
 // and kept reachable by keepGuestBin.
@@ -27,54 +21,47 @@ func validTerm(s string) bool { return validName(s, 64, false) }
 // debugConsole starts a shell in the guest's own root and namespaces, as
 // root: what an operator needs to look at the guest a container runs in.
 // The host decides whether anyone may call it (runtime.debug_console).
-func (a *Agent) debugConsole(body json.RawMessage) (any, func(net.Conn), error) {
-	var req protocol.DebugConsoleRequest
-	if err := decode(body, &req); err != nil {
-		return nil, nil, err
-	}
+func (a *Agent) debugConsole(req *protocol.DebugConsoleRequest) (*protocol.DebugConsoleResponse, error) {
 	if !validID(req.ExecID) {
-		return nil, nil, fmt.Errorf("invalid exec ID %q", req.ExecID)
+		return nil, fmt.Errorf("invalid exec ID %q", req.ExecID)
 	}
 	term := "dumb"
 	if req.Term != "" {
 		if !validTerm(req.Term) {
-			return nil, nil, fmt.Errorf("invalid TERM %q", req.Term)
+			return nil, fmt.Errorf("invalid TERM %q", req.Term)
 		}
 		term = req.Term
 	}
 	c, err := a.lookup(req.ID)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	p, err := a.startExec(c, req.ExecID, func() (*proc, error) { return a.startDebugShell(&req, term) })
+	p, err := a.startExec(c, req.ExecID, func() (*proc, error) { return a.startDebugShell(req, term) })
 	if err != nil {
-		return nil, nil, fmt.Errorf("container %s: debug console: %w", req.ID, err)
+		return nil, fmt.Errorf("container %s: debug console: %w", req.ID, err)
 	}
 	a.log.debugf("debug console %s started, pid %d", req.ExecID, p.pid)
-	return protocol.DebugConsoleResponse{PID: p.pid}, nil, nil
+	return &protocol.DebugConsoleResponse{PID: p.pid}, nil
 }
 
 func (a *Agent) startDebugShell(req *protocol.DebugConsoleRequest, term string) (*proc, error) {
 	if _, err := os.Stat(debugShell); err != nil {
 		return nil, fmt.Errorf("no shell in the guest (%w): the guest image was built without busybox; rebuild it with guest/build.sh", err)
 	}
-	child, stdio, err := newStdio()
-	if err != nil {
-		return nil, err
-	}
-	closeAll := func() {
-		for i := range child {
-			child[i].Close()
-			stdio[i].f.Close()
-		}
-	}
+	return startProc(func(child [3]*os.File) (*proc, error) {
+		return a.forkDebugShell(req, term, child)
+	})
+}
+
+// forkDebugShell starts the shell on the child's stdio ends, or on a new
+// terminal when the request asks for one.
+func (a *Agent) forkDebugShell(req *protocol.DebugConsoleRequest, term string, child [3]*os.File) (*proc, error) {
 	files := []uintptr{child[0].Fd(), child[1].Fd(), child[2].Fd()}
 	sys := &syscall.SysProcAttr{Setsid: true}
 	var master *os.File
 	if req.Terminal {
 		m, slave, err := openPty(req.Rows, req.Cols)
 		if err != nil {
-			closeAll()
 			return nil, err
 		}
 		defer slave.Close()
@@ -91,48 +78,14 @@ func (a *Agent) startDebugShell(req *protocol.DebugConsoleRequest, term string) 
 	pid, statusCh, err := a.reaper.Track(func() (int, error) {
 		return syscall.ForkExec(debugShell, []string{"sh"}, attr)
 	})
-	for _, f := range child {
-		f.Close()
-	}
 	if err != nil {
-		for _, p := range stdio {
-			p.f.Close()
-		}
 		if master != nil {
 			master.Close()
 		}
 		return nil, fmt.Errorf("start %s: %w", debugShell, err)
 	}
-	done := make(chan struct{})
-	var ws unix.WaitStatus
-	go func() {
-		ws = <-statusCh
-		close(done)
-	}()
-	p := &proc{
-		pid:   pid,
-		stdio: stdio,
-		done:  done,
-		status: func() int {
-			<-done
-			return container.ExitStatus(ws)
-		},
-		signal: func(sig unix.Signal) error {
-			select {
-			case <-done:
-				return nil
-			default:
-			}
-			if err := unix.Kill(pid, sig); err != nil && err != unix.ESRCH {
-				return err
-			}
-			return nil
-		},
-	}
-	if master != nil {
-		p.useTerminal(master)
-	}
-	return p, nil
+	sh := container.Watch(pid, statusCh)
+	return &proc{pid: pid, console: master, done: sh.Done(), status: sh.ExitStatus, signal: sh.Signal}, nil
 }
 
 // openPty makes a pty of the guest's devpts: the master (non-blocking, so

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -15,10 +14,6 @@ import (
 	"github.com/skiff-oci/skiff/agentclient/protocol"
 )
 
-func init() {
-	handlers[protocol.MethodConfigureNetwork] = (*Agent).configureNetwork
-}
-
 // nicWait bounds the wait for a NIC the host announced: virtio-net probes
 // its devices while its module loads, so they normally exist already.
 const nicWait = 5 * time.Second
@@ -27,24 +22,20 @@ const nicWait = 5 * time.Second
 // namespace the host mirrors them from: names, MTUs, addresses, routes,
 // neighbours. Containers share the guest's network namespace, so this is
 // the network they see.
-func (a *Agent) configureNetwork(body json.RawMessage) (any, func(net.Conn), error) {
-	var req protocol.ConfigureNetworkRequest
-	if err := decode(body, &req); err != nil {
-		return nil, nil, err
-	}
-	if err := validateNetwork(&req); err != nil {
-		return nil, nil, err
+func (a *Agent) configureNetwork(req *protocol.ConfigureNetworkRequest) error {
+	if err := validateNetwork(req); err != nil {
+		return err
 	}
 	links, err := findNICs(req.Interfaces)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
 	if err := renameNICs(req.Interfaces, links); err != nil {
-		return nil, nil, err
+		return err
 	}
 	for i, ifc := range req.Interfaces {
 		if err := configureNIC(ifc, links[i]); err != nil {
-			return nil, nil, fmt.Errorf("interface %s: %w", ifc.Name, err)
+			return fmt.Errorf("interface %s: %w", ifc.Name, err)
 		}
 	}
 	// Routes to a gateway need the gateway's link route first.
@@ -54,13 +45,13 @@ func (a *Agent) configureNetwork(body json.RawMessage) (any, func(net.Conn), err
 				continue
 			}
 			if err := addRoute(r); err != nil {
-				return nil, nil, err
+				return err
 			}
 		}
 	}
 	for _, n := range req.Neighbors {
 		if err := addNeighbor(n); err != nil {
-			return nil, nil, err
+			return err
 		}
 	}
 	if len(req.Interfaces) > 0 {
@@ -69,7 +60,7 @@ func (a *Agent) configureNetwork(body json.RawMessage) (any, func(net.Conn), err
 		a.mu.Unlock()
 	}
 	a.log.debugf("network: %d interfaces, %d routes, %d neighbours", len(req.Interfaces), len(req.Routes), len(req.Neighbors))
-	return protocol.Empty{}, nil, nil
+	return nil
 }
 
 // validateNetwork checks the whole request before anything changes.

@@ -1,24 +1,18 @@
 package agent
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"runtime"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/skiff-oci/skiff/agent/container"
 	"github.com/skiff-oci/skiff/agentclient/protocol"
 )
-
-func init() {
-	handlers[protocol.MethodWarm] = (*Agent).warm
-}
 
 // warmDir is where warm mounts its share for a moment.
 const warmDir = "/run/skiff/warm"
@@ -27,46 +21,29 @@ const warmDir = "/run/skiff/warm"
 // that a pooled VM has the guest code of that path translated before its
 // sandbox comes (protocol.MethodWarm). Decoding the request has already
 // gone through the spec's types.
-func (a *Agent) warm(body json.RawMessage) (any, func(net.Conn), error) {
-	var req protocol.WarmRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, nil, fmt.Errorf("bad request: %w", err)
-	}
+func (a *Agent) warm(req *protocol.WarmRequest) (*protocol.WarmResponse, error) {
 	if req.Spec != nil {
 		if err := container.Warm(req.Spec); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	var resp protocol.WarmResponse
 	if req.Run && req.Spec != nil {
 		ran, err := a.warmRun(req.Spec)
 		if err != nil {
-			return nil, nil, fmt.Errorf("warm: %w", err)
+			return nil, fmt.Errorf("warm: %w", err)
 		}
 		resp.Ran = ran
 	}
 	if req.Share.Tag == "" {
-		return resp, nil, nil
+		return &resp, nil
 	}
 	s := req.Share
 	s.GuestPath = warmDir
-	if err := validateShare(s); err != nil {
-		return nil, nil, err
+	if err := a.touchShare(s); err != nil {
+		return nil, err
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if _, busy := a.shares[s.GuestPath]; busy || len(a.containers) > 0 {
-		return nil, nil, fmt.Errorf("warm: the guest is in use")
-	}
-	if err := mountShare(s); err != nil {
-		return nil, nil, err
-	}
-	os.ReadDir(s.GuestPath)
-	if err := unix.Unmount(s.GuestPath, 0); err != nil {
-		unix.Unmount(s.GuestPath, unix.MNT_DETACH)
-	}
-	os.Remove(s.GuestPath)
-	return resp, nil, nil
+	return &resp, nil
 }
 
 // warmBinary is what the throwaway container runs: the guest's busybox,
@@ -105,9 +82,7 @@ func (a *Agent) warmRun(spec *specs.Spec) (ran bool, err error) {
 		return false, err
 	}
 	defer null.Close()
-	z := a.takeZygote()
-	c, err := container.New(warmID, &s, a.ownNetwork(), null, null, null, a.reaper, z)
-	a.putZygote(z)
+	c, err := a.newContainer(warmID, &s, [3]*os.File{null, null, null})
 	// Whatever happens below, the sandbox's container must find a zygote
 	// waiting, as in any other guest.
 	defer func() {

@@ -8,7 +8,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // ProcessInfo is one process of a container as the guest sees it.
@@ -120,4 +123,58 @@ func (c *Container) Freeze(frozen bool) error {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// cgroupRoot holds one cgroup per container in the guest's cgroup2 tree.
+const cgroupRoot = "/sys/fs/cgroup/skiff"
+
+// makeCgroup creates the container's cgroup and opens it for
+// CLONE_INTO_CGROUP, so the process is in it from its first instruction.
+// Without cgroup2 it returns "" and -1: the container runs without one.
+func makeCgroup(id string) (string, int) {
+	dir := cgroupRoot + "/" + id
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", -1
+	}
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		os.Remove(dir)
+		return "", -1
+	}
+	return dir, fd
+}
+
+// intoCgroup makes the container's cgroup and sets attr to fork into it;
+// the caller closes attr.Sys.CgroupFD after the fork.
+func intoCgroup(id string, attr *syscall.ProcAttr) string {
+	dir, fd := makeCgroup(id)
+	if fd >= 0 {
+		attr.Sys.UseCgroupFD = true
+		attr.Sys.CgroupFD = fd
+	}
+	return dir
+}
+
+// signalCgroup signals every process of a cgroup; SIGKILL goes through
+// cgroup.kill, which also catches processes forking meanwhile.
+func signalCgroup(dir string, sig unix.Signal) error {
+	if sig == unix.SIGKILL {
+		if err := os.WriteFile(dir+"/cgroup.kill", []byte("1"), 0); err == nil {
+			return nil
+		}
+	}
+	b, err := os.ReadFile(dir + "/cgroup.procs")
+	if err != nil {
+		return fmt.Errorf("list processes of %s: %w", dir, err)
+	}
+	for _, f := range strings.Fields(string(b)) {
+		var pid int
+		if _, err := fmt.Sscan(f, &pid); err != nil {
+			continue
+		}
+		if err := unix.Kill(pid, sig); err != nil && err != unix.ESRCH {
+			return fmt.Errorf("signal %d to %d: %w", sig, pid, err)
+		}
+	}
+	return nil
 }

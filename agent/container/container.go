@@ -5,39 +5,27 @@
 // to the spec's user and stops before the user program's first instruction,
 // waiting for Start.
 //
+// The parent side (create.go, exec.go, zygote.go: what the agent runs) is
+// kept apart from the child side (init.go, setup.go: what the re-executed
+// child runs); contract.go is what they agree on.
+//
 // The package must not reap processes itself: the agent is PID 1 and owns
 // wait4 through the Reaper it passes in. It does not speak the agent
-// protocol and does not touch the agent channel.
+// protocol and does not touch the agent channel. It must not import the
+// agent package, nor any host package: from agentclient/protocol it takes
+// only the shared names (capabilities, mount options) and message types.
 package container
 
 import (
-	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"os"
 	"strings"
 	"sync"
-	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
-)
-
-// InitArg is os.Args[1] of the re-executed agent when it is to become a
-// container init; initEnv is set in its environment too, so that a stray
-// kernel command-line word cannot turn the guest's PID 1 into one.
-const (
-	InitArg = "container-init"
-	initEnv = "_SKIFF_CONTAINER_INIT=1"
-)
-
-// Child file descriptors beyond stdio, in this order.
-const (
-	fdSpec  = 3 // the spec, as JSON, read to EOF
-	fdReady = 4 // "ready\n" or "error: ...\n" back to the agent
-	fdStart = 5 // one byte from the agent means "exec now"
 )
 
 // Reaper is the agent's single wait4 loop. Track must call start with the
@@ -51,9 +39,9 @@ type Reaper interface {
 // Container is one created container: its init process is alive and
 // stopped before the user program until Start.
 type Container struct {
-	id    string
-	pid   int
-	pidNS string // readlink of /proc/<pid>/ns/pid, to find all its processes
+	*Child // its init process
+	id     string
+	pidNS  string // readlink of /proc/<pid>/ns/pid, to find all its processes
 	// cgroup is the container's own cgroup v2 directory in the guest, ""
 	// when the guest has no cgroup2. It finds every process of the
 	// container even when the spec asks for no PID namespace.
@@ -63,184 +51,8 @@ type Container struct {
 	startW  *os.File
 	started bool
 
-	done     chan struct{}
-	status   unix.WaitStatus
 	warnings []string
 	console  *os.File // the terminal's master (process.terminal=true)
-}
-
-// New creates the container's process with stdio on the given files (the
-// child's ends; the caller keeps and closes its own copies) and returns once
-// the process is ready to exec the user program. A setup failure is returned
-// as an error and leaves no process behind. The process is z when z (which
-// may be nil) can be it; z is spent then.
-//
-// ownNet gives the container a network namespace of its own, loopback
-// only, instead of the guest's: for a sandbox without networking in a
-// guest that has NICs anyway (a VM template's NIC slot).
-func New(id string, spec *specs.Spec, ownNet bool, stdin, stdout, stderr *os.File, r Reaper, z *Zygote) (*Container, error) {
-	if err := Validate(spec); err != nil {
-		return nil, err
-	}
-	specJSON, err := json.Marshal(forInit(spec, ownNet))
-	if err != nil {
-		return nil, fmt.Errorf("encode spec: %w", err)
-	}
-
-	var pipes [3][2]*os.File // spec, ready, start: [read, write]
-	defer func() {
-		for _, p := range pipes {
-			for _, f := range p {
-				if f != nil {
-					f.Close()
-				}
-			}
-		}
-	}()
-	for i := range pipes {
-		rd, wr, err := os.Pipe()
-		if err != nil {
-			return nil, fmt.Errorf("pipe: %w", err)
-		}
-		pipes[i] = [2]*os.File{rd, wr}
-	}
-	files := []uintptr{
-		stdin.Fd(), stdout.Fd(), stderr.Fd(),
-		pipes[0][0].Fd(), pipes[1][1].Fd(), pipes[2][0].Fd(),
-	}
-	var console *os.File
-	if spec.Process.Terminal {
-		mine, child, err := consolePair()
-		if err != nil {
-			return nil, err
-		}
-		defer mine.Close()
-		defer child.Close()
-		console = mine
-		files = append(files, child.Fd())
-	}
-	// Mount, UTS and IPC namespaces always: the container must not touch
-	// the agent's mounts or the guest's name. A PID namespace as the spec
-	// says, as runc does: without one the process is not an init process.
-	flags := uintptr(syscall.CLONE_NEWNS | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC)
-	if hasNamespace(spec, specs.PIDNamespace) {
-		flags |= syscall.CLONE_NEWPID
-	}
-	attr := &syscall.ProcAttr{
-		Env:   []string{initEnv},
-		Files: files,
-		Sys:   &syscall.SysProcAttr{Setsid: true, Cloneflags: flags},
-	}
-	var (
-		cgroup    string
-		warnings  []string
-		useZygote = z.usableFor(spec)
-	)
-	notZygote := func(err error) {
-		warnings = append(warnings, fmt.Sprintf("warning: %v; starting a container init", err))
-		z.Discard()
-		useZygote = false
-	}
-	if useZygote {
-		var err error
-		if cgroup, err = z.adoptCgroup(id); err != nil {
-			notZygote(err)
-		}
-	}
-	if !useZygote {
-		cgroup = intoCgroup(id, attr)
-	}
-	if spec.Linux != nil {
-		if err := applyResources(cgroup, spec.Linux.Resources); err != nil {
-			if attr.Sys.UseCgroupFD {
-				unix.Close(attr.Sys.CgroupFD)
-			}
-			z.Discard()
-			os.Remove(cgroup)
-			return nil, fmt.Errorf("resources: %w", err)
-		}
-	}
-	var (
-		pid      int
-		statusCh <-chan unix.WaitStatus
-	)
-	if useZygote {
-		if pid, statusCh, err = z.hand(files); err != nil {
-			notZygote(err)
-			if cgroup != "" {
-				intoCgroup(id, attr) // the one the zygote was moved to
-			}
-		}
-	}
-	if !useZygote {
-		pid, statusCh, err = r.Track(func() (int, error) {
-			return syscall.ForkExec("/proc/self/exe", []string{"skiff-init", InitArg}, attr)
-		})
-		if attr.Sys.UseCgroupFD {
-			unix.Close(attr.Sys.CgroupFD)
-		}
-		if err != nil {
-			os.Remove(cgroup)
-			return nil, fmt.Errorf("start container init: %w", err)
-		}
-	}
-	c := &Container{id: id, pid: pid, cgroup: cgroup, done: make(chan struct{}), warnings: warnings}
-	go func() {
-		c.status = <-statusCh
-		close(c.done)
-	}()
-	// The child holds its ends now; closing ours makes EOF mean "child gone".
-	for _, f := range []*os.File{pipes[0][0], pipes[1][1], pipes[2][0]} {
-		f.Close()
-	}
-	pipes[0][0], pipes[1][1], pipes[2][0] = nil, nil, nil
-
-	fail := func(err error) (*Container, error) {
-		unix.Kill(pid, unix.SIGKILL)
-		<-c.done
-		return nil, err
-	}
-	// The pipe buffer holds a typical spec; write in the background anyway
-	// so that a child that dies early cannot block us.
-	specW := pipes[0][1]
-	pipes[0][1] = nil
-	go func() {
-		specW.Write(specJSON)
-		specW.Close()
-	}()
-
-	ready := bufio.NewReader(pipes[1][0])
-	line, rerr := ready.ReadString('\n')
-	for strings.HasPrefix(line, "warning: ") {
-		c.warnings = append(c.warnings, strings.TrimSuffix(line, "\n"))
-		line, rerr = ready.ReadString('\n')
-	}
-	line = strings.TrimSuffix(line, "\n")
-	switch {
-	case line == "ready":
-	case strings.HasPrefix(line, "error: "):
-		return fail(errors.New(strings.TrimPrefix(line, "error: ")))
-	default:
-		unix.Kill(pid, unix.SIGKILL)
-		<-c.done
-		if rerr == nil {
-			rerr = fmt.Errorf("unexpected message %q", line)
-		}
-		return nil, fmt.Errorf("container init died during setup (status %d): %v", ExitStatus(c.status), rerr)
-	}
-	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
-	if err != nil {
-		return fail(fmt.Errorf("read pid namespace of %d: %w", pid, err))
-	}
-	c.pidNS = ns
-	if console != nil {
-		if c.console, err = recvConsole(console); err != nil {
-			return fail(err)
-		}
-	}
-	c.startW = pipes[2][1]
-	pipes[2][1] = nil
-	return c, nil
 }
 
 // ownNetAnnotation, set by the agent on the spec it hands a container's
@@ -303,9 +115,6 @@ func (c *Container) RemoveCgroup() {
 	}
 }
 
-// Pid is the guest PID of the container's process.
-func (c *Container) Pid() int { return c.pid }
-
 // Start lets the process exec the user program. It may be called once.
 func (c *Container) Start() error {
 	c.mu.Lock()
@@ -313,10 +122,8 @@ func (c *Container) Start() error {
 	if c.started {
 		return errors.New("container already started")
 	}
-	select {
-	case <-c.done:
+	if c.exited() {
 		return fmt.Errorf("container process already exited with status %d", ExitStatus(c.status))
-	default:
 	}
 	c.started = true
 	_, err := c.startW.Write([]byte{0})
@@ -327,29 +134,14 @@ func (c *Container) Start() error {
 	return nil
 }
 
-// Done is closed once the container's process has exited and been reaped.
-func (c *Container) Done() <-chan struct{} { return c.done }
-
-// ExitStatus blocks until the process exited and returns its status as a
-// shell reports it.
-func (c *Container) ExitStatus() int {
-	<-c.done
-	return ExitStatus(c.status)
-}
-
 // Signal sends sig to the container's process, or with all to every process
 // in its PID namespace. Signalling an exited container is not an error.
 func (c *Container) Signal(sig unix.Signal, all bool) error {
-	select {
-	case <-c.done:
+	if c.exited() {
 		return nil // its PID may be reused now
-	default:
 	}
 	if !all {
-		if err := unix.Kill(c.pid, sig); err != nil && err != unix.ESRCH {
-			return fmt.Errorf("signal %d to %d: %w", sig, c.pid, err)
-		}
-		return nil
+		return c.Child.Signal(sig)
 	}
 	if c.cgroup != "" {
 		return signalCgroup(c.cgroup, sig)
@@ -379,18 +171,6 @@ func (c *Container) Signal(sig unix.Signal, all bool) error {
 	return nil
 }
 
-// ExitStatus encodes a wait status the way a shell does: the exit code, or
-// 128+N for death by signal N.
-func ExitStatus(ws unix.WaitStatus) int {
-	switch {
-	case ws.Exited():
-		return ws.ExitStatus()
-	case ws.Signaled():
-		return 128 + int(ws.Signal())
-	}
-	return 255
-}
-
 func hasNamespace(spec *specs.Spec, t specs.LinuxNamespaceType) bool {
 	if spec.Linux == nil {
 		return false
@@ -406,58 +186,4 @@ func hasNamespace(spec *specs.Spec, t specs.LinuxNamespaceType) bool {
 func hostPIDNS() string {
 	ns, _ := os.Readlink("/proc/self/ns/pid")
 	return ns
-}
-
-// cgroupRoot holds one cgroup per container in the guest's cgroup2 tree.
-const cgroupRoot = "/sys/fs/cgroup/skiff"
-
-// makeCgroup creates the container's cgroup and opens it for
-// CLONE_INTO_CGROUP, so the process is in it from its first instruction.
-// Without cgroup2 it returns "" and -1: the container runs without one.
-func makeCgroup(id string) (string, int) {
-	dir := cgroupRoot + "/" + id
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", -1
-	}
-	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		os.Remove(dir)
-		return "", -1
-	}
-	return dir, fd
-}
-
-// intoCgroup makes the container's cgroup and sets attr to fork into it;
-// the caller closes attr.Sys.CgroupFD after the fork.
-func intoCgroup(id string, attr *syscall.ProcAttr) string {
-	dir, fd := makeCgroup(id)
-	if fd >= 0 {
-		attr.Sys.UseCgroupFD = true
-		attr.Sys.CgroupFD = fd
-	}
-	return dir
-}
-
-// signalCgroup signals every process of a cgroup; SIGKILL goes through
-// cgroup.kill, which also catches processes forking meanwhile.
-func signalCgroup(dir string, sig unix.Signal) error {
-	if sig == unix.SIGKILL {
-		if err := os.WriteFile(dir+"/cgroup.kill", []byte("1"), 0); err == nil {
-			return nil
-		}
-	}
-	b, err := os.ReadFile(dir + "/cgroup.procs")
-	if err != nil {
-		return fmt.Errorf("list processes of %s: %w", dir, err)
-	}
-	for _, f := range strings.Fields(string(b)) {
-		var pid int
-		if _, err := fmt.Sscan(f, &pid); err != nil {
-			continue
-		}
-		if err := unix.Kill(pid, sig); err != nil && err != unix.ESRCH {
-			return fmt.Errorf("signal %d to %d: %w", sig, pid, err)
-		}
-	}
-	return nil
 }

@@ -1,20 +1,21 @@
 package container
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"runtime"
-	"strconv"
 	"strings"
-	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
+
+// The child side: what the agent binary does when it was re-executed as
+// a container init, a zygote or an exec'd process (see contract.go). The
+// parent side is create.go, exec.go and zygote.go.
 
 // readyPipe is the one *os.File for fdReady (a second one would close the
 // descriptor when collected).
@@ -28,6 +29,13 @@ func warnf(format string, args ...any) {
 
 // IsInit reports whether this process is a container init started by New.
 func IsInit() bool { return startedAs(InitArg, initEnv) }
+
+// IsZygote reports whether this process is a zygote started by StartZygote.
+func IsZygote() bool { return startedAs(ZygoteArg, zygoteEnv) }
+
+// IsExecInit reports whether this process is an exec child started by
+// Container.Exec.
+func IsExecInit() bool { return startedAs(ExecArg, execEnv) }
 
 // startedAs tells whether the agent re-executed itself as this process:
 // both the argument and the environment marker must be there, so that a
@@ -92,200 +100,116 @@ func Init() {
 	os.Exit(127)
 }
 
-// setup does everything between the fresh namespaces and the exec, and
-// returns the program to exec and its environment.
-func setup(spec *specs.Spec) (string, []string, error) {
-	// Before the mounts: sysfs shows the network namespace of whoever
-	// mounts it.
-	if spec.Annotations[ownNetAnnotation] == "true" {
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			return "", nil, fmt.Errorf("new network namespace: %w", err)
-		}
-		if err := LoopbackUp(); err != nil {
-			return "", nil, fmt.Errorf("loopback: %w", err)
-		}
+// ZygoteMain is the zygote's main: it never returns. It must run on the
+// process's main thread (locked in an init function), because the mount
+// namespace it enters is the thread's, and /proc/PID/ns/mnt shows the main
+// thread's.
+func ZygoteMain() {
+	warmDecoder()
+	if _, err := unix.Write(fdZygote, []byte{zygoteWaiting}); err != nil {
+		os.Exit(1)
 	}
-	root := spec.Root.Path
-	if err := setupRootfs(spec, root); err != nil {
-		return "", nil, err
-	}
-	if spec.Hostname != "" {
-		if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
-			return "", nil, fmt.Errorf("set hostname %q: %w", spec.Hostname, err)
+	buf := make([]byte, 1)
+	oob := make([]byte, unix.CmsgSpace(8*4))
+	var n, oobn int
+	var err error
+	for {
+		n, oobn, _, _, err = unix.Recvmsg(fdZygote, buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if err != unix.EINTR {
+			break
 		}
 	}
-	if spec.Domainname != "" {
-		if err := unix.Setdomainname([]byte(spec.Domainname)); err != nil {
-			return "", nil, fmt.Errorf("set domainname %q: %w", spec.Domainname, err)
-		}
+	if err != nil || n == 0 {
+		os.Exit(0) // the agent went away or discarded us
 	}
-	return prepareProcess(spec.Process)
+	fds, err := receivedFDs(oob[:oobn])
+	if err != nil || len(fds) < fdStart+1 {
+		os.Exit(1)
+	}
+	// Received descriptors may sit where others must go: move them all
+	// out of the way first, then into place.
+	high := make([]int, len(fds))
+	for i, fd := range fds {
+		if high[i], err = unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 100); err != nil {
+			os.Exit(1)
+		}
+		unix.Close(fd)
+	}
+	for i, fd := range high {
+		if err := unix.Dup3(fd, i, 0); err != nil {
+			os.Exit(1)
+		}
+		unix.Close(fd)
+	}
+	// CLONE_NEWNS implies CLONE_FS: this thread stops sharing its root
+	// and working directory with the runtime's other threads, so the
+	// pivot that follows is this thread's alone, and so is the exec.
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		unix.Write(fdReady, []byte(fmt.Sprintf("error: zygote: new mount namespace: %v\n", err)))
+		os.Exit(1)
+	}
+	Init()
 }
 
-// prepareProcess sets up what belongs to the process rather than to the
-// container (terminal, rlimits, user, cwd), on this locked thread and in
-// the container's mount namespace, and returns the program to exec and its
-// environment. The container init and exec'd processes share it.
-func prepareProcess(p *specs.Process) (string, []string, error) {
-	if p.Terminal {
-		if err := setupTerminal(p); err != nil {
-			return "", nil, err
-		}
-	}
-	for _, rl := range p.Rlimits {
-		res, ok := rlimitByName[rl.Type]
-		if !ok {
-			return "", nil, fmt.Errorf("unknown rlimit %q", rl.Type)
-		}
-		// syscall.Setrlimit, not unix's: the Go runtime restores its saved
-		// RLIMIT_NOFILE at exec unless told through this call.
-		if err := syscall.Setrlimit(res, &syscall.Rlimit{Cur: rl.Soft, Max: rl.Hard}); err != nil {
-			return "", nil, fmt.Errorf("set rlimit %s: %w", rl.Type, err)
-		}
-	}
-	if p.OOMScoreAdj != nil {
-		os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(*p.OOMScoreAdj)), 0)
-	}
-	env := p.Env
-	if err := setUser(p); err != nil {
-		return "", nil, err
-	}
-	if !hasEnv(env, "HOME") {
-		env = append(append([]string(nil), env...), "HOME="+homeOf(p.User.UID))
-	}
-	cwd := p.Cwd
-	if cwd == "" {
-		cwd = "/"
-	}
-	if err := os.Chdir(cwd); err != nil {
-		return "", nil, fmt.Errorf("chdir to cwd (%q) set in config.json failed: %w", cwd, unwrapPath(err))
-	}
-	path, err := lookPath(p.Args[0], env)
+func receivedFDs(oob []byte) ([]int, error) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
-	if p.NoNewPrivileges {
-		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-			return "", nil, fmt.Errorf("set no_new_privs: %w", err)
+	var fds []int
+	for _, m := range msgs {
+		f, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			return nil, err
 		}
+		fds = append(fds, f...)
 	}
-	return path, env, nil
+	if len(fds) == 0 {
+		return nil, errors.New("no descriptors")
+	}
+	return fds, nil
 }
 
-// setUser switches to the spec's user on this (locked) thread, keeping the
-// capabilities the spec asks for. Raw per-thread calls on purpose: the
-// thread that execs is the one whose credentials count.
-func setUser(p *specs.Process) error {
-	u := p.User
-	if u.Umask != nil {
-		unix.Umask(int(*u.Umask))
+// ExecInit is the exec child's main: it joins the container's mount, UTS,
+// IPC and network namespaces (its PID namespace and cgroup it was born in), sets
+// the process up as the container init does, and execs. It never returns;
+// every failure, the exec itself included, is reported on fdReady.
+func ExecInit() {
+	runtime.LockOSThread()
+	for _, fd := range []int{fdSpec, fdReady, fdConsole, fdMntNS, fdUTSNS, fdIPCNS, fdNetNS} {
+		unix.CloseOnExec(fd)
 	}
-	caps := p.Capabilities
-	if caps != nil {
-		if err := dropBounding(caps.Bounding); err != nil {
-			return err
+	readyPipe = os.NewFile(fdReady, "ready")
+	var p specs.Process
+	readSetup(&p, "process")
+	if err := joinNamespaces(); err != nil {
+		failSetup(err)
+	}
+	path, env, err := prepareProcess(&p)
+	if err != nil {
+		failSetup(err)
+	}
+	err = unix.Exec(path, p.Args, env)
+	failSetup(fmt.Errorf("exec %s: %w", p.Args[0], err))
+}
+
+// joinNamespaces moves this thread into the container's namespaces. A
+// mount namespace can only be joined by a thread that shares its
+// filesystem context with no other, hence the unshare first. Joining it
+// sets root and cwd to the container's root, so no chroot is needed.
+func joinNamespaces() error {
+	if err := unix.Unshare(unix.CLONE_FS); err != nil {
+		return fmt.Errorf("unshare filesystem context: %w", err)
+	}
+	for _, n := range []struct {
+		fd   int
+		flag int
+		name string
+	}{{fdMntNS, unix.CLONE_NEWNS, "mount"}, {fdUTSNS, unix.CLONE_NEWUTS, "UTS"}, {fdIPCNS, unix.CLONE_NEWIPC, "IPC"}, {fdNetNS, unix.CLONE_NEWNET, "network"}} {
+		if err := unix.Setns(n.fd, n.flag); err != nil {
+			return fmt.Errorf("join the container's %s namespace: %w", n.name, err)
 		}
-		if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
-			return fmt.Errorf("keep capabilities: %w", err)
-		}
-	}
-	gids := make([]uint32, 0, len(u.AdditionalGids))
-	gids = append(gids, u.AdditionalGids...)
-	var gp uintptr
-	if len(gids) > 0 {
-		gp = uintptrOf(&gids[0])
-	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(gids)), gp, 0); e != 0 {
-		return fmt.Errorf("setgroups %v: %w", gids, e)
-	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(u.GID), uintptr(u.GID), uintptr(u.GID)); e != 0 {
-		return fmt.Errorf("setgid %d: %w", u.GID, e)
-	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(u.UID), uintptr(u.UID), uintptr(u.UID)); e != 0 {
-		return fmt.Errorf("setuid %d: %w", u.UID, e)
-	}
-	if caps != nil {
-		unix.Prctl(unix.PR_SET_KEEPCAPS, 0, 0, 0, 0)
-		if err := setCaps(caps); err != nil {
-			return err
-		}
+		unix.Close(n.fd)
 	}
 	return nil
-}
-
-func hasEnv(env []string, key string) bool {
-	for _, e := range env {
-		if strings.HasPrefix(e, key+"=") {
-			return true
-		}
-	}
-	return false
-}
-
-// homeOf finds uid's home in the container's /etc/passwd, "/" otherwise.
-func homeOf(uid uint32) string {
-	f, err := os.Open("/etc/passwd")
-	if err != nil {
-		return "/"
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		fields := strings.Split(s.Text(), ":")
-		if len(fields) >= 6 && fields[2] == strconv.FormatUint(uint64(uid), 10) && fields[5] != "" {
-			return fields[5]
-		}
-	}
-	return "/"
-}
-
-const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-// lookPath resolves arg0 in the container's PATH (from env, not ours), with
-// messages shaped like runc's so that callers that match on them still do.
-func lookPath(arg0 string, env []string) (string, error) {
-	if strings.Contains(arg0, "/") {
-		if err := checkExecutable(arg0); err != nil {
-			return "", fmt.Errorf("exec: %q: %w", arg0, unwrapPath(err))
-		}
-		return arg0, nil
-	}
-	path := defaultPath
-	for _, e := range env {
-		if v, ok := strings.CutPrefix(e, "PATH="); ok {
-			path = v
-		}
-	}
-	for _, dir := range strings.Split(path, ":") {
-		if dir == "" {
-			dir = "."
-		}
-		p := dir + "/" + arg0
-		if checkExecutable(p) == nil {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("exec: %q: executable file not found in $PATH", arg0)
-}
-
-func checkExecutable(p string) error {
-	fi, err := os.Stat(p)
-	if err != nil {
-		return err
-	}
-	if fi.IsDir() {
-		return errors.New("is a directory")
-	}
-	if err := unix.Access(p, unix.X_OK); err != nil {
-		return fmt.Errorf("permission denied")
-	}
-	return nil
-}
-
-func unwrapPath(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }

@@ -9,10 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// fdConsole is the child's end of a socketpair on which it sends the
-// master of its terminal to the agent (process.terminal=true only).
-const fdConsole = 6
-
 // setupTerminal gives the process a terminal from the container's own
 // devpts (the mount namespace must already be the container's, so that
 // `tty` names a /dev/pts entry the process can see): the slave becomes

@@ -24,20 +24,6 @@ import (
 // The mount namespace is made when the container comes, not at fork: the
 // shares the container needs are mounted by the agent after the zygote was
 // born, and a copy made then sees them.
-const (
-	ZygoteArg = "container-zygote"
-	zygoteEnv = "_SKIFF_CONTAINER_ZYGOTE=1"
-	// fdZygote is the zygote's end of its socket to the agent.
-	fdZygote = 3
-	// zygoteWaiting is what the zygote writes once it waits for work.
-	zygoteWaiting = 'w'
-	// zygoteCgroup names the zygote's cgroup; no container ID starts
-	// with '-'.
-	zygoteCgroup = "-zygote"
-)
-
-// IsZygote reports whether this process is a zygote started by StartZygote.
-func IsZygote() bool { return startedAs(ZygoteArg, zygoteEnv) }
 
 // Zygote is the agent's handle on a waiting zygote.
 type Zygote struct {
@@ -200,74 +186,4 @@ func (z *Zygote) hand(files []uintptr) (int, <-chan unix.WaitStatus, error) {
 		return fail(fmt.Errorf("hand descriptors to zygote: %w", serr))
 	}
 	return z.pid, z.status, nil
-}
-
-// ZygoteMain is the zygote's main: it never returns. It must run on the
-// process's main thread (locked in an init function), because the mount
-// namespace it enters is the thread's, and /proc/PID/ns/mnt shows the main
-// thread's.
-func ZygoteMain() {
-	warmDecoder()
-	if _, err := unix.Write(fdZygote, []byte{zygoteWaiting}); err != nil {
-		os.Exit(1)
-	}
-	buf := make([]byte, 1)
-	oob := make([]byte, unix.CmsgSpace(8*4))
-	var n, oobn int
-	var err error
-	for {
-		n, oobn, _, _, err = unix.Recvmsg(fdZygote, buf, oob, unix.MSG_CMSG_CLOEXEC)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if err != nil || n == 0 {
-		os.Exit(0) // the agent went away or discarded us
-	}
-	fds, err := receivedFDs(oob[:oobn])
-	if err != nil || len(fds) < fdStart+1 {
-		os.Exit(1)
-	}
-	// Received descriptors may sit where others must go: move them all
-	// out of the way first, then into place.
-	high := make([]int, len(fds))
-	for i, fd := range fds {
-		if high[i], err = unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 100); err != nil {
-			os.Exit(1)
-		}
-		unix.Close(fd)
-	}
-	for i, fd := range high {
-		if err := unix.Dup3(fd, i, 0); err != nil {
-			os.Exit(1)
-		}
-		unix.Close(fd)
-	}
-	// CLONE_NEWNS implies CLONE_FS: this thread stops sharing its root
-	// and working directory with the runtime's other threads, so the
-	// pivot that follows is this thread's alone, and so is the exec.
-	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-		unix.Write(fdReady, []byte(fmt.Sprintf("error: zygote: new mount namespace: %v\n", err)))
-		os.Exit(1)
-	}
-	Init()
-}
-
-func receivedFDs(oob []byte) ([]int, error) {
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
-		return nil, err
-	}
-	var fds []int
-	for _, m := range msgs {
-		f, err := unix.ParseUnixRights(&m)
-		if err != nil {
-			return nil, err
-		}
-		fds = append(fds, f...)
-	}
-	if len(fds) == 0 {
-		return nil, errors.New("no descriptors")
-	}
-	return fds, nil
 }

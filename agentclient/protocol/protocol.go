@@ -15,7 +15,12 @@
 // allocation: the guest is not trusted, and neither is the host from the
 // guest's point of view.
 //
+// It also holds what host and guest must agree on beyond messages: the
+// capability names and mount options the agent honours (features.go).
+//
 // The package must not do I/O beyond framing: no sockets, no processes.
+// It must not import any other skiff package: host and guest both import
+// it, and it is the only code they share.
 package protocol
 
 import (

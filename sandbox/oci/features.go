@@ -5,7 +5,6 @@ import (
 
 	"github.com/opencontainers/runtime-spec/specs-go/features"
 
-	"github.com/skiff-oci/skiff/agent/container"
 	"github.com/skiff-oci/skiff/agentclient/protocol"
 )
 
@@ -18,12 +17,12 @@ func Features() *features.Features {
 		OCIVersionMin: "1.0.0",
 		OCIVersionMax: Version,
 		Hooks:         []string{"prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"},
-		MountOptions:  container.MountOptions(),
+		MountOptions:  protocol.MountOptions(),
 		Linux: &features.Linux{
 			// The container's own namespaces in the guest; the network one
 			// is the guest's, mirroring the namespace config.json names.
 			Namespaces:   []string{"mount", "pid", "network", "ipc", "uts"},
-			Capabilities: container.Capabilities(),
+			Capabilities: protocol.Capabilities(),
 			// The container's limits are set in its cgroup v2 in the guest,
 			// whatever the host runs; on the host, the VM joins
 			// linux.cgroupsPath on v1 and v2 alike. Systemd's slice:prefix:name

@@ -1,0 +1,170 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/skiff-oci/skiff/agent/container"
+	"github.com/skiff-oci/skiff/agentclient/protocol"
+)
+
+// ctr is one container and the processes the agent runs in it.
+type ctr struct {
+	id    string
+	c     *container.Container
+	init  *proc
+	execs map[string]*proc // by exec ID, guarded by Agent.mu; nil value: being started
+}
+
+// lookup returns a created container, or the error the host shows.
+func (a *Agent) lookup(id string) (*ctr, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c := a.containers[id]
+	if c == nil {
+		return nil, fmt.Errorf("container %s not found", id)
+	}
+	return c, nil
+}
+
+func (a *Agent) createContainer(req *protocol.CreateContainerRequest) (*protocol.CreateContainerResponse, error) {
+	if !validID(req.ID) {
+		return nil, fmt.Errorf("invalid container ID %q", req.ID)
+	}
+	if err := container.Validate(req.Spec); err != nil {
+		return nil, fmt.Errorf("container %s: %w", req.ID, err)
+	}
+	for _, s := range req.Shares {
+		if err := validateShare(s); err != nil {
+			return nil, err
+		}
+	}
+	a.mu.Lock()
+	if a.stopping {
+		a.mu.Unlock()
+		return nil, errors.New("agent is shutting down")
+	}
+	if _, dup := a.containers[req.ID]; dup {
+		a.mu.Unlock()
+		return nil, fmt.Errorf("container %s already exists", req.ID)
+	}
+	a.containers[req.ID] = nil // reserve the ID while creating
+	a.mu.Unlock()
+
+	c, err := a.create(req)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err != nil {
+		delete(a.containers, req.ID)
+		return nil, fmt.Errorf("create container %s: %w", req.ID, err)
+	}
+	a.containers[req.ID] = c
+	return &protocol.CreateContainerResponse{PID: c.c.Pid()}, nil
+}
+
+// create mounts the container's shares and creates it, its init on fresh
+// stdio pipes. On failure it unmounts what it mounted.
+func (a *Agent) create(req *protocol.CreateContainerRequest) (_ *ctr, err error) {
+	mounted, err := a.mountShares(req.Shares)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			a.unmountShares(mounted)
+		}
+	}()
+	var cc *container.Container
+	init, err := startProc(func(child [3]*os.File) (*proc, error) {
+		var err error
+		if cc, err = a.newContainer(req.ID, req.Spec, child); err != nil {
+			return nil, err
+		}
+		return &proc{
+			pid:     cc.Pid(),
+			console: cc.Console(),
+			done:    cc.Done(),
+			status:  cc.ExitStatus,
+			signal:  func(sig unix.Signal) error { return cc.Signal(sig, false) },
+		}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range cc.Warnings() {
+		a.log.debugf("container %s: %s", req.ID, w)
+	}
+	a.log.debugf("container %s created, pid %d", req.ID, cc.Pid())
+	return &ctr{id: req.ID, c: cc, init: init, execs: map[string]*proc{}}, nil
+}
+
+func (a *Agent) startContainer(req *protocol.StartContainerRequest) error {
+	c, err := a.lookup(req.ID)
+	if err != nil {
+		return err
+	}
+	if err := c.c.Start(); err != nil {
+		return fmt.Errorf("start container %s: %w", req.ID, err)
+	}
+	return nil
+}
+
+func (a *Agent) listProcesses(req *protocol.ListProcessesRequest) (*protocol.ListProcessesResponse, error) {
+	c, err := a.lookup(req.ID)
+	if err != nil {
+		return nil, err
+	}
+	ps, err := c.c.Processes()
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", req.ID, err)
+	}
+	out := protocol.ListProcessesResponse{Processes: []protocol.ProcessInfo{}}
+	for _, p := range ps {
+		out.Processes = append(out.Processes, protocol.ProcessInfo{PID: p.PID, PPID: p.PPID, UID: p.UID, Args: p.Args})
+	}
+	return &out, nil
+}
+
+func (a *Agent) pauseContainer(req *protocol.PauseContainerRequest) error {
+	return a.freeze(req.ID, true)
+}
+
+func (a *Agent) resumeContainer(req *protocol.ResumeContainerRequest) error {
+	return a.freeze(req.ID, false)
+}
+
+func (a *Agent) freeze(id string, frozen bool) error {
+	c, err := a.lookup(id)
+	if err != nil {
+		return err
+	}
+	if err := c.c.Freeze(frozen); err != nil {
+		return fmt.Errorf("container %s: %w", id, err)
+	}
+	return nil
+}
+
+// validName reports whether s is 1..max characters of [A-Za-z0-9_.+-],
+// the first alphanumeric when alnumFirst. A hand-written check rather than
+// a regexp: compiling one at package init costs every guest process
+// (agent, zygote, container init) its start-up time under TCG.
+func validName(s string, max int, alnumFirst bool) bool {
+	if s == "" || len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+		if !alnum && (i == 0 && alnumFirst || !strings.ContainsRune("_.+-", rune(c))) {
+			return false
+		}
+	}
+	return true
+}
+
+// validID is the IDs the agent accepts for containers and processes.
+func validID(s string) bool { return validName(s, 1024, true) }
