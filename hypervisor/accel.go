@@ -1,7 +1,6 @@
 package hypervisor
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/skiff-oci/skiff/agentclient/protocol"
+	"github.com/skiff-oci/skiff/internal/logtail"
 )
 
 // ProbeConfig is the guest used to prove that KVM runs it.
@@ -172,10 +172,8 @@ func probeGuest(ctx context.Context, accel Accel, p ProbeConfig) (bool, string, 
 	}
 }
 
-func consoleHas(path, marker string) bool {
-	b, err := os.ReadFile(path)
-	return err == nil && bytes.Contains(b, []byte(marker))
-}
+// consoleHas reports whether the guest console at path shows marker.
+func consoleHas(path, marker string) bool { return logtail.Contains(path, marker) }
 
 // kill SIGKILLs a VMM this process started and reaps it.
 func (q *qemu) kill() {

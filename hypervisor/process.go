@@ -1,7 +1,6 @@
 package hypervisor
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/skiff-oci/skiff/internal/proc"
 	"golang.org/x/sys/unix"
 )
 
@@ -103,11 +103,10 @@ func pidFilePath(pidFile string) (string, error) {
 // Checking the pidfile argument, not just the name, tells our VM apart from
 // another QEMU that got the recycled PID.
 func isVMM(pid int, pidFile string) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-	if err != nil || len(b) == 0 { // gone, or a zombie
+	argv := proc.Cmdline(pid)
+	if argv == nil { // gone, or a zombie
 		return false
 	}
-	argv := strings.Split(string(bytes.TrimRight(b, "\x00")), "\x00")
 	if !strings.HasPrefix(filepath.Base(argv[0]), "qemu") {
 		return false
 	}
@@ -121,20 +120,7 @@ func isVMM(pid int, pidFile string) bool {
 
 // alive reports whether pid exists and is not a zombie. A zombie has
 // released everything but its exit status, which is its parent's business.
-func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	// The state follows the command name, which is in parentheses and may
-	// itself contain ") ".
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || i+2 >= len(b) {
-		return false
-	}
-	state := b[i+2]
-	return state != 'Z' && state != 'X'
-}
+func alive(pid int) bool { return proc.Alive(pid, 0) }
 
 // waitGone polls until pid is gone or ctx ends; it reports whether the
 // process is gone. Polling /proc works for processes we are not the parent of.

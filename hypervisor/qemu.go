@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/skiff-oci/skiff/agentclient/protocol"
+	"github.com/skiff-oci/skiff/internal/logtail"
 )
 
 // maxSocketPath is the longest unix socket path the kernel accepts
@@ -438,28 +439,7 @@ func (q *qemu) stopForeign(ctx context.Context, timeout time.Duration) error {
 // logTail returns the last lines of the VMM's stderr log, formatted to be
 // appended to an error, so that "exit status 1" says why.
 func logTail(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	const max = 1024
-	buf := make([]byte, max)
-	size := int64(0)
-	if fi, err := f.Stat(); err == nil {
-		size = fi.Size()
-	}
-	off := size - max
-	if off < 0 {
-		off = 0
-	}
-	n, _ := f.ReadAt(buf, off)
-	s := strings.TrimSpace(string(buf[:n]))
-	if off > 0 {
-		if i := strings.IndexByte(s, '\n'); i >= 0 {
-			s = s[i+1:] // drop the partial first line
-		}
-	}
+	s := logtail.Lines(path, 8)
 	if s == "" {
 		return ""
 	}

@@ -186,7 +186,7 @@ func (l *Lease) restore(ctx context.Context, c hypervisor.Config) (*VM, error) {
 	c.MemoryFile, c.MemoryShared, c.Incoming = t.memory(), false, true
 	// Slots the sandbox does not fill get taps too: the device must offer
 	// what the template negotiated. They stay open until Release.
-	release, err := hostnet.SpareTaps(c.NetDevices)
+	release, err := l.f.host.spareTaps(c.NetDevices, "")
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +252,7 @@ func (l *Lease) Release() {
 		l.releaseSpare()
 	}
 	if l.pooled != nil {
-		if err := RemoveMemberOf(l.req.Dir); err != nil {
+		if err := removeMemberOf(l.req.Dir, l.f.vmm); err != nil {
 			l.req.Log.Warn("remove pooled VM", "error", err)
 		}
 		l.pooled.lock.Close()
@@ -343,7 +343,7 @@ func (f *Factory) takePooled(r Request) (*pooledVM, bool) {
 func (l *Lease) adopt(c hypervisor.Config, plan *hostfs.Plan) (*VM, error) {
 	p := l.pooled
 	for _, sh := range c.Shares {
-		if err := hostfs.BindShare(sh, p.m.content(sh.Tag)); err != nil {
+		if err := l.f.host.bindShare(sh, p.m.content(sh.Tag)); err != nil {
 			return nil, err
 		}
 	}

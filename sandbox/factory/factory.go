@@ -20,16 +20,24 @@ import (
 	"github.com/skiff-oci/skiff/config"
 	"github.com/skiff-oci/skiff/hypervisor"
 	"github.com/skiff-oci/skiff/internal/fspath"
+	"github.com/skiff-oci/skiff/sandbox/hostcgroup"
+	"github.com/skiff-oci/skiff/sandbox/hostfs"
+	"github.com/skiff-oci/skiff/sandbox/hostnet"
 )
 
 // stopTimeout bounds an orderly VMM quit before it is killed.
 const stopTimeout = 3 * time.Second
 
 // VMM makes the Hypervisor of a VM: one to start, or one that adopts a VM
-// another process started (a pooled VM).
+// another process started (a pooled VM); and finds or kills the VM a
+// pidfile names, for VMs no live process of skiff's holds.
 type VMM interface {
 	New(c hypervisor.Config) (hypervisor.Hypervisor, error)
 	Adopt(c hypervisor.Config) (hypervisor.Hypervisor, error)
+	// Running is the PID of the live VM of pidFile, 0 if none.
+	Running(pidFile string) int
+	// Kill kills the VM of pidFile, if it runs, and waits for its end.
+	Kill(pidFile string) error
 }
 
 // QEMU is the production VMM.
@@ -41,6 +49,20 @@ func (qemuVMM) New(c hypervisor.Config) (hypervisor.Hypervisor, error) { return 
 func (qemuVMM) Adopt(c hypervisor.Config) (hypervisor.Hypervisor, error) {
 	return hypervisor.AdoptQEMU(c)
 }
+func (qemuVMM) Running(pidFile string) int { return hypervisor.VMMPID(pidFile) }
+func (qemuVMM) Kill(pidFile string) error  { return hypervisor.KillVMM(pidFile) }
+
+// host is what the factory does on the host beside the VMM; a field, so
+// that tests of the factory need no root.
+type host struct {
+	// spareTaps gives a VM's placeholder NICs taps, their namespace
+	// pinned at pin when pin is not "" (hostnet.SpareTapsPinned).
+	spareTaps func(devs []hypervisor.NetDevice, pin string) (func(), error)
+	bindShare func(sh hypervisor.Share, target string) error
+	joinRoot  func() error
+}
+
+var onHost = host{spareTaps: hostnet.SpareTapsPinned, bindShare: hostfs.BindShare, joinRoot: hostcgroup.JoinRoot}
 
 // Factory is the factory of one configuration.
 type Factory struct {
@@ -49,11 +71,12 @@ type Factory struct {
 	// root is the state root: the accelerator probe caches there.
 	root string
 	vmm  VMM
+	host host
 }
 
 // New returns the factory of cfg; stateRoot is the --root in force.
 func New(cfg *config.Config, stateRoot string, vmm VMM) *Factory {
-	return &Factory{cfg: cfg, dir: fspath.Canonical(cfg.Factory.Dir), root: stateRoot, vmm: vmm}
+	return &Factory{cfg: cfg, dir: fspath.Canonical(cfg.Factory.Dir), root: stateRoot, vmm: vmm, host: onHost}
 }
 
 // Dir is where the factory keeps its templates and pool.

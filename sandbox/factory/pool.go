@@ -21,9 +21,7 @@ import (
 	"github.com/skiff-oci/skiff/agentclient/protocol"
 	"github.com/skiff-oci/skiff/hypervisor"
 	"github.com/skiff-oci/skiff/internal/flock"
-	"github.com/skiff-oci/skiff/sandbox/hostcgroup"
 	"github.com/skiff-oci/skiff/sandbox/hostfs"
-	"github.com/skiff-oci/skiff/sandbox/hostnet"
 )
 
 // The pool ([factory] cache = N): N VMs restored from the template in
@@ -61,15 +59,21 @@ const (
 )
 
 // Pool is the directory of pooled VMs.
-type Pool struct{ Dir string }
+type Pool struct {
+	Dir string
+	vmm VMM
+}
 
 // pool of the factory.
-func (f *Factory) pool() Pool { return Pool{Dir: filepath.Join(f.dir, poolDirName)} }
+func (f *Factory) pool() Pool { return Pool{Dir: filepath.Join(f.dir, poolDirName), vmm: f.vmm} }
 
 // Pool lists the pooled VMs: waiting, being filled, or taken.
 func (f *Factory) Pool() []MemberInfo { return f.pool().List() }
 
-type member struct{ Dir string }
+type member struct {
+	Dir string
+	vmm VMM
+}
 
 func (m member) meta() string     { return filepath.Join(m.Dir, "member.json") }
 func (m member) lockFile() string { return filepath.Join(m.Dir, "lock") }
@@ -126,7 +130,7 @@ func (m member) write(info MemberInfo) error {
 }
 
 // qemuPID is the member's running QEMU, 0 if none.
-func (m member) qemuPID() int { return hypervisor.VMMPID(m.vmFiles()["qemu.pid"]) }
+func (m member) qemuPID() int { return m.vmm.Running(m.vmFiles()["qemu.pid"]) }
 
 // lock takes the member's lock without waiting; nil if someone holds it.
 func (m member) lock() *os.File {
@@ -146,7 +150,7 @@ func (m member) lock() *os.File {
 // sandbox's rootfs.
 func (m member) remove() error {
 	var errs []error
-	if err := hypervisor.KillVMM(m.vmFiles()["qemu.pid"]); err != nil {
+	if err := m.vmm.Kill(m.vmFiles()["qemu.pid"]); err != nil {
 		errs = append(errs, err)
 	}
 	if err := hostfs.Unmount(m.Dir); err != nil {
@@ -163,7 +167,7 @@ func (p Pool) members() []member {
 	var out []member
 	for _, e := range ents {
 		if e.IsDir() {
-			out = append(out, member{Dir: filepath.Join(p.Dir, e.Name())})
+			out = append(out, member{Dir: filepath.Join(p.Dir, e.Name()), vmm: p.vmm})
 		}
 	}
 	return out
@@ -286,7 +290,7 @@ func (f *Factory) fill(ctx context.Context, once bool) error {
 	if err != nil {
 		return err
 	}
-	if err := hostcgroup.JoinRoot(); err != nil {
+	if err := f.host.joinRoot(); err != nil {
 		slog.Debug("pool: leaving the caller's cgroups", "error", err)
 	}
 	p := f.pool()
@@ -370,7 +374,7 @@ func (f *Factory) fillOne(ctx context.Context, base hypervisor.Config, t Templat
 	if err != nil {
 		return err
 	}
-	release, err := hostnet.SpareTapsPinned(c.NetDevices, m.netns())
+	release, err := f.host.spareTaps(c.NetDevices, m.netns())
 	if err != nil {
 		return err
 	}
@@ -402,7 +406,7 @@ func (f *Factory) fillOne(ctx context.Context, base hypervisor.Config, t Templat
 func (p Pool) newMember(key string) (member, *os.File, error) {
 	id := make([]byte, 6)
 	rand.Read(id)
-	m := member{Dir: filepath.Join(p.Dir, hex.EncodeToString(id))}
+	m := member{Dir: filepath.Join(p.Dir, hex.EncodeToString(id)), vmm: p.vmm}
 	if err := os.Mkdir(m.Dir, 0o700); err != nil {
 		return member{}, nil, err
 	}
@@ -509,12 +513,14 @@ func memberOf(sandbox string) string {
 
 // RemoveMemberOf stops and removes the pooled VM the sandbox whose
 // directory is sandbox took, if any: delete --force after its shim died.
-func RemoveMemberOf(sandbox string) error {
+func RemoveMemberOf(sandbox string) error { return removeMemberOf(sandbox, QEMU) }
+
+func removeMemberOf(sandbox string, vmm VMM) error {
 	dir := memberOf(sandbox)
 	if dir == "" {
 		return nil
 	}
-	m := member{Dir: dir}
+	m := member{Dir: dir, vmm: vmm}
 	if info, err := m.read(); err == nil && info.Sandbox != sandbox {
 		return nil // not ours (any more)
 	}

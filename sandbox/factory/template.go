@@ -21,7 +21,6 @@ import (
 	"github.com/skiff-oci/skiff/internal/flock"
 	"github.com/skiff-oci/skiff/internal/logtail"
 	"github.com/skiff-oci/skiff/sandbox/hostfs"
-	"github.com/skiff-oci/skiff/sandbox/hostnet"
 	"github.com/skiff-oci/skiff/sandbox/oci"
 )
 
@@ -208,7 +207,7 @@ func (f *Factory) build(ctx context.Context, t Template, key string, c hyperviso
 		KernelParams: c.KernelParams, Machine: c.Machine, Accel: c.Accel, VCPUs: c.VCPUs, MemoryMiB: c.MemoryMiB,
 	}, t.empty())
 	c.MemoryFile, c.MemoryShared = t.memory(), true
-	release, err := hostnet.SpareTaps(c.NetDevices)
+	release, err := f.host.spareTaps(c.NetDevices, "")
 	if err != nil {
 		return err
 	}

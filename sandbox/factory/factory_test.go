@@ -1,0 +1,147 @@
+package factory
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/skiff-oci/skiff/config"
+	"github.com/skiff-oci/skiff/hypervisor"
+	"github.com/skiff-oci/skiff/internal/fakevm"
+	"github.com/skiff-oci/skiff/internal/ocitest"
+	"github.com/skiff-oci/skiff/sandbox/hostfs"
+	"github.com/skiff-oci/skiff/sandbox/oci"
+)
+
+// testFactory is a factory on a stand-in VMM, with no host side effects:
+// it needs neither root nor QEMU.
+func testFactory(t *testing.T, template bool, cache int) (*Factory, *fakevm.VMM) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := config.Default()
+	for _, p := range []*string{&cfg.Hypervisor.Path, &cfg.Hypervisor.Kernel, &cfg.Hypervisor.Initrd} {
+		*p = filepath.Join(dir, filepath.Base(*p)+"-fake")
+		os.WriteFile(*p, []byte("x"), 0o700)
+	}
+	cfg.Hypervisor.Accel = "tcg"
+	cfg.Hypervisor.BootTimeout = 5
+	cfg.Factory.Dir = filepath.Join(dir, "factory")
+	cfg.Factory.Template, cfg.Factory.Cache = template, cache
+	vmm := &fakevm.VMM{}
+	f := New(cfg, filepath.Join(dir, "root"), vmm)
+	f.host = host{
+		spareTaps: func([]hypervisor.NetDevice, string) (func(), error) { return func() {}, nil },
+		bindShare: func(hypervisor.Share, string) error { return nil },
+		joinRoot:  func() error { return nil },
+	}
+	return f, vmm
+}
+
+// acquire asks f for a sandbox's VM as the shim does.
+func acquire(t *testing.T, f *Factory) (*Lease, *VM, error) {
+	t.Helper()
+	sb := t.TempDir()
+	b, err := oci.LoadBundle(ocitest.Bundle(t, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := hostfs.PlanShares(sb, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _, err := f.BaseConfig(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Shares = plan.Host
+	c.AgentSocket, c.QMPSocket = filepath.Join(sb, "agent.sock"), filepath.Join(sb, "qmp.sock")
+	c.ConsoleLog, c.StderrLog, c.PIDFile = filepath.Join(sb, "console.log"), filepath.Join(sb, "qemu.log"), filepath.Join(sb, "qemu.pid")
+	l := f.Reserve(Request{Config: c, Dir: sb, NICs: func() (int, error) { return 0, nil }})
+	vm, err := l.Start(context.Background(), nil, plan, nil)
+	if err == nil {
+		t.Cleanup(func() {
+			vm.Stop(context.Background(), time.Second)
+			l.Release()
+		})
+	}
+	return l, vm, err
+}
+
+func TestAcquireBootsColdWithoutTemplates(t *testing.T) {
+	f, vmm := testFactory(t, false, 0)
+	_, vm, err := acquire(t, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vm.From != "cold" || vmm.Started != 1 || vmm.Restored != 0 {
+		t.Errorf("from %s, %d started, %d restored; want one cold boot", vm.From, vmm.Started, vmm.Restored)
+	}
+	if _, err := vm.Agent.Ping(context.Background()); err != nil {
+		t.Errorf("the VM's agent does not answer: %v", err)
+	}
+	// The VM dies: Exited says so.
+	vm.Hypervisor.(*fakevm.VM).Crash()
+	select {
+	case <-vm.Exited():
+	case <-time.After(5 * time.Second):
+		t.Error("Exited not closed after the VM died")
+	}
+}
+
+func TestAcquireBuildsThenRestoresTheTemplate(t *testing.T) {
+	f, vmm := testFactory(t, true, 0)
+	for i := 0; i < 2; i++ {
+		_, vm, err := acquire(t, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if vm.From != "template" {
+			t.Errorf("sandbox %d: from %s, want template", i, vm.From)
+		}
+	}
+	// One template VM booted and saved, two clones restored from it.
+	if vmm.Started != 3 || vmm.Restored != 2 {
+		t.Errorf("%d VMs started, %d restored; want 3 and 2", vmm.Started, vmm.Restored)
+	}
+	list, err := f.Templates()
+	if err != nil || len(list) != 1 {
+		t.Errorf("templates %+v, %v; want one", list, err)
+	}
+}
+
+func TestAcquireTakesAPooledVMAndReleaseRemovesIt(t *testing.T) {
+	f, vmm := testFactory(t, true, 1)
+	if err := f.Fill(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if pool := f.Pool(); len(pool) != 1 || !pool[0].Ready {
+		t.Fatalf("pool after fill: %+v", pool)
+	}
+	l, vm, err := acquire(t, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vm.From != "pool" || vmm.Adopts != 1 {
+		t.Errorf("from %s with %d adopted; want the pooled VM", vm.From, vmm.Adopts)
+	}
+	if !l.refill {
+		t.Error("taking the pool's VM did not ask for a refill")
+	}
+	vm.Stop(context.Background(), time.Second)
+	l.Release()
+	if pool := f.Pool(); len(pool) != 0 {
+		t.Errorf("pool after release: %+v, want empty", pool)
+	}
+}
+
+func TestAcquireReportsAGuestThatDiesBooting(t *testing.T) {
+	f, vmm := testFactory(t, false, 0)
+	vmm.Broken = true
+	_, _, err := acquire(t, f)
+	if err == nil || !strings.Contains(err.Error(), "exited while booting") || !strings.Contains(err.Error(), "Kernel panic") {
+		t.Errorf("got %v; want the exit and the console's panic line", err)
+	}
+}
