@@ -265,21 +265,7 @@ func newExecID() (string, error) {
 // is, or the container's own process with the flags' changes.
 func execProcess(st *state.Container, o ExecOptions) (*specs.Process, error) {
 	if o.ProcessFile != "" {
-		b, err := os.ReadFile(o.ProcessFile)
-		if err != nil {
-			return nil, fmt.Errorf("exec: read process file: %w", err)
-		}
-		var p specs.Process
-		if err := json.Unmarshal(b, &p); err != nil {
-			return nil, fmt.Errorf("exec: malformed process file %s: %w", o.ProcessFile, err)
-		}
-		if len(p.Args) == 0 || p.Args[0] == "" {
-			return nil, fmt.Errorf("exec: process file %s: args must not be empty", o.ProcessFile)
-		}
-		if p.Cwd != "" && !filepath.IsAbs(p.Cwd) {
-			return nil, fmt.Errorf("exec: process file %s: cwd %q must be absolute", o.ProcessFile, p.Cwd)
-		}
-		return &p, nil
+		return processFile(o.ProcessFile)
 	}
 	if len(o.Args) == 0 {
 		return nil, errors.New("exec: no command given: exec ID COMMAND [ARGS...], or --process FILE")
@@ -299,17 +285,49 @@ func execProcess(st *state.Container, o ExecOptions) (*specs.Process, error) {
 		}
 		p.Cwd = o.Cwd
 	}
+	if err := applyUser(&p, o); err != nil {
+		return nil, err
+	}
+	if o.NoNewPrivs != nil {
+		p.NoNewPrivileges = *o.NoNewPrivs
+	}
+	applyCaps(&p, o.Caps)
+	return &p, nil
+}
+
+// processFile reads a process.json (runc's exec --process): the whole
+// process, as it is.
+func processFile(path string) (*specs.Process, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("exec: read process file: %w", err)
+	}
+	var p specs.Process
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, fmt.Errorf("exec: malformed process file %s: %w", path, err)
+	}
+	if len(p.Args) == 0 || p.Args[0] == "" {
+		return nil, fmt.Errorf("exec: process file %s: args must not be empty", path)
+	}
+	if p.Cwd != "" && !filepath.IsAbs(p.Cwd) {
+		return nil, fmt.Errorf("exec: process file %s: cwd %q must be absolute", path, p.Cwd)
+	}
+	return &p, nil
+}
+
+// applyUser sets --user UID[:GID] and --additional-gids.
+func applyUser(p *specs.Process, o ExecOptions) error {
 	if o.User != "" {
 		uid, gid, hasGID := strings.Cut(o.User, ":")
 		n, err := strconv.ParseUint(uid, 10, 32)
 		if err != nil {
-			return nil, fmt.Errorf("exec: --user %q: want UID[:GID], numeric", o.User)
+			return fmt.Errorf("exec: --user %q: want UID[:GID], numeric", o.User)
 		}
 		p.User.UID = uint32(n)
 		if hasGID {
 			n, err := strconv.ParseUint(gid, 10, 32)
 			if err != nil {
-				return nil, fmt.Errorf("exec: --user %q: want UID[:GID], numeric", o.User)
+				return fmt.Errorf("exec: --user %q: want UID[:GID], numeric", o.User)
 			}
 			p.User.GID = uint32(n)
 		}
@@ -317,24 +335,27 @@ func execProcess(st *state.Container, o ExecOptions) (*specs.Process, error) {
 	for _, g := range o.AdditionalGids {
 		p.User.AdditionalGids = append(p.User.AdditionalGids, uint32(g))
 	}
-	if o.NoNewPrivs != nil {
-		p.NoNewPrivileges = *o.NoNewPrivs
+	return nil
+}
+
+// applyCaps adds --cap capabilities to the process's bounding, effective
+// and permitted sets, as runc does.
+func applyCaps(p *specs.Process, caps []string) {
+	if len(caps) == 0 {
+		return
 	}
-	if len(o.Caps) > 0 {
-		c := specs.LinuxCapabilities{}
-		if p.Capabilities != nil {
-			c = *p.Capabilities
-		}
-		for _, name := range o.Caps {
-			name = strings.ToUpper(name)
-			if !strings.HasPrefix(name, "CAP_") {
-				name = "CAP_" + name
-			}
-			c.Bounding = append(c.Bounding, name)
-			c.Effective = append(c.Effective, name)
-			c.Permitted = append(c.Permitted, name)
-		}
-		p.Capabilities = &c
+	c := specs.LinuxCapabilities{}
+	if p.Capabilities != nil {
+		c = *p.Capabilities
 	}
-	return &p, nil
+	for _, name := range caps {
+		name = strings.ToUpper(name)
+		if !strings.HasPrefix(name, "CAP_") {
+			name = "CAP_" + name
+		}
+		c.Bounding = append(c.Bounding, name)
+		c.Effective = append(c.Effective, name)
+		c.Permitted = append(c.Permitted, name)
+	}
+	p.Capabilities = &c
 }

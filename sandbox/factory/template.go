@@ -194,29 +194,16 @@ func (f *Factory) Ensure(ctx context.Context, c hypervisor.Config) (Template, er
 
 // build boots the template VM, waits until its agent waits for a host, and
 // saves it. template.json is written last: its presence means complete.
-func (f *Factory) build(ctx context.Context, t Template, key string, c hypervisor.Config) error {
-	bootTimeout := f.cfg.Hypervisor.BootTimeoutDuration()
+func (f *Factory) build(ctx context.Context, t Template, key string, base hypervisor.Config) error {
 	if err := os.MkdirAll(t.empty(), 0o700); err != nil {
 		return err
 	}
-	// template.json records the caller's parameters, which the key was
-	// computed from, not those withSlots adds: stale() recomputes the key.
-	params := c.KernelParams
-	c = withSlots(hypervisor.Config{
-		Name: "skiff-template-" + key, Binary: c.Binary, Kernel: c.Kernel, Initrd: c.Initrd,
-		KernelParams: c.KernelParams, Machine: c.Machine, Accel: c.Accel, VCPUs: c.VCPUs, MemoryMiB: c.MemoryMiB,
-	}, t.empty())
-	c.MemoryFile, c.MemoryShared = t.memory(), true
+	c := t.vmConfig(key, base)
 	release, err := f.host.spareTaps(c.NetDevices, "")
 	if err != nil {
 		return err
 	}
 	defer release()
-	c.AgentSocket = filepath.Join(t.Dir, "agent.sock")
-	c.QMPSocket = filepath.Join(t.Dir, "qmp.sock")
-	c.ConsoleLog = filepath.Join(t.Dir, "console.log")
-	c.StderrLog = filepath.Join(t.Dir, "qemu.log")
-	c.PIDFile = filepath.Join(t.Dir, "qemu.pid")
 	vm, err := f.vmm.New(c)
 	if err != nil {
 		return err
@@ -225,31 +212,8 @@ func (f *Factory) build(ctx context.Context, t Template, key string, c hyperviso
 		return err
 	}
 	defer vm.Stop(context.Background(), stopTimeout)
-	exited := make(chan struct{})
-	go func() {
-		vm.Wait()
-		close(exited)
-	}()
-
-	deadline := time.Now().Add(bootTimeout)
-	// waiting returns once the agent has said it waits for a host n times.
-	waiting := func(n int) error {
-		for {
-			if logtail.Count(c.ConsoleLog, protocol.WaitingMessage) >= n {
-				return nil
-			}
-			select {
-			case <-exited:
-				return fmt.Errorf("the template VM exited while booting%s", tailOf(c.ConsoleLog))
-			default:
-			}
-			if time.Now().After(deadline) {
-				return &guestTimeoutError{fmt.Sprintf("the guest did not reach its agent within %v (hypervisor.boot_timeout)%s", bootTimeout, tailOf(c.ConsoleLog))}
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	if err := waiting(1); err != nil {
+	deadline := time.Now().Add(f.cfg.Hypervisor.BootTimeoutDuration())
+	if err := waitForAgent(vm, c.ConsoleLog, 1, deadline); err != nil {
 		return err
 	}
 	// One session before the save: the agent's protocol version is
@@ -259,9 +223,56 @@ func (f *Factory) build(ctx context.Context, t Template, key string, c hyperviso
 	if err := warmTemplate(ctx, c.AgentSocket, deadline); err != nil {
 		return err
 	}
-	if err := waiting(2); err != nil {
+	if err := waitForAgent(vm, c.ConsoleLog, 2, deadline); err != nil {
 		return err
 	}
+	return t.save(ctx, vm, key, base)
+}
+
+// vmConfig is the template VM of base: every slot a clone may use, its
+// RAM in the template's memory file, its files in the template's
+// directory.
+func (t Template) vmConfig(key string, base hypervisor.Config) hypervisor.Config {
+	c := withSlots(hypervisor.Config{
+		Name: "skiff-template-" + key, Binary: base.Binary, Kernel: base.Kernel, Initrd: base.Initrd,
+		KernelParams: base.KernelParams, Machine: base.Machine, Accel: base.Accel, VCPUs: base.VCPUs, MemoryMiB: base.MemoryMiB,
+	}, t.empty())
+	c.MemoryFile, c.MemoryShared = t.memory(), true
+	c.AgentSocket = filepath.Join(t.Dir, "agent.sock")
+	c.QMPSocket = filepath.Join(t.Dir, "qmp.sock")
+	c.ConsoleLog = filepath.Join(t.Dir, "console.log")
+	c.StderrLog = filepath.Join(t.Dir, "qemu.log")
+	c.PIDFile = filepath.Join(t.Dir, "qemu.pid")
+	return c
+}
+
+// waitForAgent returns once the guest's agent has said n times on its
+// console that it waits for a host, or fails when the VM exits or the
+// deadline passes.
+func waitForAgent(vm hypervisor.Hypervisor, console string, n int, deadline time.Time) error {
+	exited := make(chan struct{})
+	go func() {
+		vm.Wait()
+		close(exited)
+	}()
+	for logtail.Count(console, protocol.WaitingMessage) < n {
+		select {
+		case <-exited:
+			return fmt.Errorf("the template VM exited while booting%s", tailOf(console))
+		default:
+		}
+		if time.Now().After(deadline) {
+			return &guestTimeoutError{fmt.Sprintf("the guest did not reach its agent by the boot timeout (hypervisor.boot_timeout)%s", tailOf(console))}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
+}
+
+// save saves the template VM's state and then template.json, which
+// records the caller's parameters (base), which the key was computed
+// from, not those withSlots adds: stale() recomputes the key.
+func (t Template) save(ctx context.Context, vm hypervisor.Hypervisor, key string, base hypervisor.Config) error {
 	tm, ok := vm.(hypervisor.Templater)
 	if !ok {
 		return errors.New("this hypervisor cannot save templates")
@@ -271,8 +282,8 @@ func (f *Factory) build(ctx context.Context, t Template, key string, c hyperviso
 	if err := tm.SaveTemplate(sctx, t.state()); err != nil {
 		return err
 	}
-	info := TemplateInfo{Key: key, Created: time.Now().UTC(), Binary: c.Binary, Kernel: c.Kernel, Initrd: c.Initrd,
-		Memory: c.MemoryMiB, VCPUs: c.VCPUs, Machine: c.Machine, Accel: string(c.Accel), Params: params}
+	info := TemplateInfo{Key: key, Created: time.Now().UTC(), Binary: base.Binary, Kernel: base.Kernel, Initrd: base.Initrd,
+		Memory: base.MemoryMiB, VCPUs: base.VCPUs, Machine: base.Machine, Accel: string(base.Accel), Params: base.KernelParams}
 	b, _ := json.MarshalIndent(info, "", "  ")
 	tmp := t.meta() + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
