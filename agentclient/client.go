@@ -160,6 +160,11 @@ func (c *Client) CreateContainer(ctx context.Context, req *protocol.CreateContai
 	return r.PID, nil
 }
 
+// RemoveContainer kills what still runs of the container and forgets it.
+func (c *Client) RemoveContainer(ctx context.Context, id string) error {
+	return c.call(ctx, protocol.MethodRemoveContainer, protocol.RemoveContainerRequest{ID: id}, nil)
+}
+
 // StartContainer lets the container's process run.
 func (c *Client) StartContainer(ctx context.Context, id string) error {
 	return c.call(ctx, protocol.MethodStartContainer, protocol.StartContainerRequest{ID: id}, nil)

@@ -69,6 +69,10 @@ const (
 	MethodListProcesses   = "ListProcesses"
 	MethodPauseContainer  = "PauseContainer"
 	MethodResumeContainer = "ResumeContainer"
+	// MethodRemoveContainer kills what still runs of a container, waits
+	// for it, removes its cgroup and forgets it: its ID may be created
+	// again. The shares mounted for it are unmounted.
+	MethodRemoveContainer = "RemoveContainer"
 )
 
 // Request is the first frame of every stream.
@@ -114,6 +118,12 @@ type CreateContainerRequest struct {
 	ID     string      `json:"id"`
 	Spec   *specs.Spec `json:"spec"`
 	Shares []Share     `json:"shares"`
+	// Sandbox, when set, is the ID of a container of this guest (a pod's
+	// sandbox container) whose network, IPC and UTS namespaces this one
+	// joins wherever its spec names a namespace of that type by path: the
+	// path is the host's (/proc/<pid>/ns/...) and means nothing in the
+	// guest. Its own mount and PID namespaces stay its own.
+	Sandbox string `json:"sandbox,omitempty"`
 }
 
 // CreateContainerResponse reports the guest PID of the container's process.
@@ -220,6 +230,11 @@ type PauseContainerRequest struct {
 
 // ResumeContainerRequest thaws a paused container.
 type ResumeContainerRequest struct {
+	ID string `json:"id"`
+}
+
+// RemoveContainerRequest names the container to remove.
+type RemoveContainerRequest struct {
 	ID string `json:"id"`
 }
 
