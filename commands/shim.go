@@ -20,6 +20,7 @@ var Shim = &cli.Command{
 	Hidden:    true,
 	Flags: []cli.Flag{
 		&cli.StringFlag{Name: "console-socket", Usage: "where to send the console of a terminal container"},
+		&cli.StringFlag{Name: "sandbox", Usage: "stand for a pod's container in the running sandbox of this ID"},
 	},
 	Action: func(c *cli.Context) error {
 		id, err := oneID(c)
@@ -37,6 +38,9 @@ var Shim = &cli.Command{
 		// Not inherited by QEMU: the create waiting on it would never see EOF.
 		syscall.CloseOnExec(3)
 		ready := os.NewFile(3, "ready")
+		if sb := c.String("sandbox"); sb != "" {
+			return ExitError{Status: rt.PodContainer(c.Context, sb, id, c.String("console-socket"), ready, forwardedSignals())}
+		}
 		return ExitError{Status: shim.Run(state.Root(rt.Root()), id, ready, shim.Options{ConsoleSocket: c.String("console-socket")})}
 	},
 }

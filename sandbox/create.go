@@ -5,12 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/skiff-oci/skiff/config"
@@ -56,6 +54,9 @@ func (r *Runtime) Create(ctx context.Context, id string, o CreateOptions) (_ *Cr
 	if err != nil {
 		return nil, err
 	}
+	if role, sbID := oci.PodRole(b.Spec); role == oci.RoleContainer {
+		return r.createInPod(id, sbID, o, b, consoleSocket)
+	}
 	restoreTerminal := func() {}
 	if b.Spec.Process.Terminal && consoleSocket == "" && tty.IsTerminal(os.Stdin) {
 		// The shim relays the caller's own terminal; the guest's terminal
@@ -99,12 +100,12 @@ func (r *Runtime) Create(ctx context.Context, id string, o CreateOptions) (_ *Cr
 	if err != nil {
 		return nil, err
 	}
-	rec.Phase = state.PhaseCreated
+	rec.Phase, rec.PID, rec.PIDStart = state.PhaseCreated, sb.ShimPID, sb.ShimStart
 	if err := d.Write(rec); err != nil {
 		return nil, err
 	}
 	if o.PIDFile != "" {
-		if err := writePIDFile(o.PIDFile, sb.ShimPID); err != nil {
+		if err := writePIDFile(o.PIDFile, rec.PID); err != nil {
 			return nil, err
 		}
 	}
@@ -125,7 +126,7 @@ func (r *Runtime) checkCreate(id string, o CreateOptions) (*oci.Bundle, string, 
 	if err := factory.CheckGuest(o.Config); err != nil {
 		return nil, "", err
 	}
-	if _, err := hostfs.PlanShares(string(r.root.Sandbox(id)), b); err != nil {
+	if _, err := hostfs.PlanShares(string(r.root.Sandbox(id)), b, false); err != nil {
 		return nil, "", err
 	}
 	if err := checkConsole(b.Spec.Process.Terminal, o.ConsoleSocket, o.Foreground); err != nil {
@@ -135,8 +136,12 @@ func (r *Runtime) checkCreate(id string, o CreateOptions) (*oci.Bundle, string, 
 	if err != nil {
 		return nil, "", err
 	}
-	if err := hostnet.Check(b.Spec, o.Config.Runtime.NetworkModel); err != nil {
-		return nil, "", err
+	// A pod's container joins its sandbox's network: the namespace its
+	// spec names is the host process standing for the sandbox container.
+	if role, _ := oci.PodRole(b.Spec); role != oci.RoleContainer {
+		if err := hostnet.Check(b.Spec, o.Config.Runtime.NetworkModel); err != nil {
+			return nil, "", err
+		}
 	}
 	if _, err := hostcgroup.Path(b.Spec); err != nil {
 		return nil, "", err
@@ -147,48 +152,15 @@ func (r *Runtime) checkCreate(id string, o CreateOptions) (*oci.Bundle, string, 
 // startShim starts the shim of sandbox sd for its container id, records
 // it, and waits for its report: the container exists, or why not.
 func startShim(sd state.SandboxDir, sb *state.Sandbox, id string, shimArgs []string, consoleSocket string) (*exec.Cmd, error) {
-	readyR, readyW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	defer readyR.Close()
 	args := append(append([]string{}, shimArgs[1:]...), "shim")
 	if consoleSocket != "" {
 		args = append(args, "--console-socket", consoleSocket)
 	}
-	args = append(args, id)
-	cmd := exec.Command(shimArgs[0], args...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.ExtraFiles = []*os.File{readyW}
-	// Its own session: the caller's terminal signals must not reach it, and
-	// it must outlive create.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		readyW.Close()
-		return nil, fmt.Errorf("start shim: %w", err)
-	}
-	readyW.Close()
-	kill := func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	}
-	sb.ShimPID = cmd.Process.Pid
-	sb.ShimStart, _ = proc.StartTime(sb.ShimPID)
-	// Recorded before waiting, so that delete --force finds the shim if
-	// this process dies now.
-	if err := sd.Write(sb); err != nil {
-		kill()
-		return nil, err
-	}
-	msg, rerr := readReady(readyR)
-	if rerr != nil || msg != "ok" {
-		kill()
-		if rerr != nil {
-			return nil, fmt.Errorf("shim: %w", rerr)
-		}
-		return nil, errors.New(strings.TrimPrefix(msg, "error: "))
-	}
-	return cmd, nil
+	return startHelper(shimArgs[0], append(args, id), func(pid int) error {
+		sb.ShimPID = pid
+		sb.ShimStart, _ = proc.StartTime(pid)
+		return sd.Write(sb)
+	})
 }
 
 // readReady reads a helper's one-line report; EOF without one means the

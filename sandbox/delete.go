@@ -57,10 +57,14 @@ func (r *Runtime) destroyUnlocked(id string) error {
 	return r.destroyContainer(c)
 }
 
-// destroyContainer removes c and its sandbox (today a sandbox holds its
-// one container), then runs c's poststop hooks.
+// destroyContainer removes c (and the sandbox it made, if it made one),
+// then runs c's poststop hooks.
 func (r *Runtime) destroyContainer(c *Container) error {
-	if err := destroy(c.dir, c.sandbox.dir); err != nil {
+	remove := func() error { return destroy(c.dir, c.sandbox.dir) }
+	if c.rec.Sandbox != c.ID && c.rec.Sandbox != "" {
+		remove = func() error { return r.destroyPodContainer(c) }
+	}
+	if err := remove(); err != nil {
 		return err
 	}
 	rec := c.rec

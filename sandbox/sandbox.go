@@ -60,7 +60,7 @@ type Container struct {
 }
 
 // Status is the container's status, computed live.
-func (c *Container) Status() oci.Status { return state.Status(c.dir, c.rec, c.sandbox.rec) }
+func (c *Container) Status() oci.Status { return state.Status(c.dir, c.rec) }
 
 // load locks an existing container and reads its records.
 func (r *Runtime) load(id string) (*Container, error) {

@@ -197,6 +197,10 @@ func (r *Runtime) State(id string) (*oci.State, error) {
 // ociState is the container's state document.
 func (c *Container) ociState() *oci.State {
 	status := c.Status()
+	ann := map[string]string{oci.SandboxAnnotation: c.rec.Sandbox}
+	for k, v := range c.rec.Annotations {
+		ann[k] = v
+	}
 	o := &oci.State{
 		OCIVersion:  oci.Version,
 		ID:          c.rec.ID,
@@ -204,10 +208,10 @@ func (c *Container) ociState() *oci.State {
 		Bundle:      c.rec.Bundle,
 		Rootfs:      c.rec.Rootfs,
 		Created:     c.rec.Created,
-		Annotations: c.rec.Annotations,
+		Annotations: ann,
 	}
 	if status != oci.StatusStopped {
-		o.PID = c.sandbox.rec.ShimPID
+		o.PID = c.rec.PID
 	}
 	return o
 }

@@ -161,18 +161,21 @@ func (l *Lease) boot(ctx context.Context, c hypervisor.Config) (*VM, error) {
 		vm.Agent = agent
 		return vm, nil
 	}
-	hv.Stop(context.Background(), stopTimeout)
+	// Why it failed is read before the VM is stopped: its exit is the
+	// answer only if it came first.
+	var why error
 	select {
 	case <-vm.exited:
-		if ctx.Err() == nil && bctx.Err() == context.Canceled {
-			return nil, fmt.Errorf("the VM exited while booting%s", guestTail(c))
-		}
+		why = fmt.Errorf("the VM exited while booting%s", guestTail(c))
 	default:
+		if bctx.Err() != nil && ctx.Err() == nil {
+			why = fmt.Errorf("the guest did not answer within %v (hypervisor.boot_timeout)%s", timeout, guestTail(c))
+		} else {
+			why = fmt.Errorf("guest agent: %w%s", err, guestTail(c))
+		}
 	}
-	if bctx.Err() != nil {
-		return nil, fmt.Errorf("the guest did not answer within %v (hypervisor.boot_timeout)%s", timeout, guestTail(c))
-	}
-	return nil, fmt.Errorf("guest agent: %w%s", err, guestTail(c))
+	hv.Stop(context.Background(), stopTimeout)
+	return nil, why
 }
 
 // restore starts a clone of the template of c, loads its state and

@@ -48,7 +48,7 @@ func acquire(t *testing.T, f *Factory) (*Lease, *VM, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan, err := hostfs.PlanShares(sb, b)
+	plan, err := hostfs.PlanShares(sb, b, false)
 	if err != nil {
 		t.Fatal(err)
 	}

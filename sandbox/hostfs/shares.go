@@ -45,6 +45,12 @@ type Plan struct {
 	// binds are host bind mounts to make before the VM starts, under
 	// the state directory's dirs/ and files/.
 	binds []hostBind
+	// pod: the sandbox of a pod, whose dirs/ share is also where its
+	// other containers appear (pod.go).
+	pod bool
+	// dirsGuest is where the dirs/ share is mounted in the guest, and
+	// nested the subdirectory of it where dirs/ itself appears.
+	dirsGuest, nested string
 }
 
 // hostBind is one bind mount of a container's source (a directory or a
@@ -76,10 +82,12 @@ func hasOption(m specs.Mount, opt string) bool {
 }
 
 // PlanShares computes the shares of a bundle's container in the sandbox
-// whose directory is sandbox. It touches nothing.
-func PlanShares(sandbox string, b *oci.Bundle) (*Plan, error) {
+// whose directory is sandbox. A pod's sandbox (pod) always shares dirs/:
+// the pod's other containers reach the guest through it. It touches
+// nothing.
+func PlanShares(sandbox string, b *oci.Bundle, pod bool) (*Plan, error) {
 	spec := *b.Spec // shallow copy; the slices we change are replaced
-	p := &Plan{Spec: &spec}
+	p := &Plan{Spec: &spec, pod: pod}
 
 	add := func(tag, host string, ro bool) string {
 		guest := filepath.Join(GuestShareDir, tag)
@@ -92,8 +100,41 @@ func PlanShares(sandbox string, b *oci.Bundle) (*Plan, error) {
 	root.Path = add("rootfs", b.Rootfs, root.Readonly)
 	spec.Root = &root
 
+	binds, dirMounts, fileMounts, err := planBinds(&spec, b, dirsDir(sandbox), filesDir(sandbox))
+	if err != nil {
+		return nil, err
+	}
+	p.binds = binds
+	// Tags are numbered in order (m0, m1): VM templates carry a fixed set
+	// of them. Each share is writable: a read-only mount is read-only
+	// through its own host bind mount.
+	for _, group := range []struct {
+		mounts []sharedMount
+		dir    string
+		always bool
+	}{{dirMounts, dirsDir(sandbox), pod}, {fileMounts, filesDir(sandbox), false}} {
+		if len(group.mounts) == 0 && !group.always {
+			continue
+		}
+		guest := add(fmt.Sprintf("m%d", len(p.Host)-1), group.dir, false)
+		if group.dir == dirsDir(sandbox) {
+			p.dirsGuest = guest
+		}
+		for _, m := range group.mounts {
+			spec.Mounts[m.index].Source = filepath.Join(guest, m.rel)
+		}
+	}
+	// Hooks run on the host, never in the guest.
+	spec.Hooks = nil
+	return p, nil
+}
+
+// planBinds plans a host bind mount for every bind mount of spec (a copy
+// of b's, whose Mounts it replaces): directory K at dirs/K, file K alone
+// in files/K/. It returns the binds and, by kind, which of spec's mounts
+// they are.
+func planBinds(spec *specs.Spec, b *oci.Bundle, dirs, files string) (binds []hostBind, dirMounts, fileMounts []sharedMount, err error) {
 	spec.Mounts = make([]specs.Mount, len(b.Spec.Mounts))
-	var dirMounts, fileMounts []sharedMount
 	for i, m := range b.Spec.Mounts {
 		spec.Mounts[i] = m
 		if !isBind(m) {
@@ -105,7 +146,7 @@ func PlanShares(sandbox string, b *oci.Bundle) (*Plan, error) {
 		}
 		fi, err := os.Stat(src)
 		if err != nil {
-			return nil, fmt.Errorf("mount %s: source %s does not exist", m.Destination, src)
+			return nil, nil, nil, fmt.Errorf("mount %s: source %s does not exist", m.Destination, src)
 		}
 		ro := hasOption(m, "ro")
 		switch {
@@ -114,39 +155,21 @@ func PlanShares(sandbox string, b *oci.Bundle) (*Plan, error) {
 			// it, at dirs/K: read-only all the way down when the
 			// mount is.
 			k := strconv.Itoa(len(dirMounts))
-			p.binds = append(p.binds, hostBind{source: src, target: filepath.Join(dirsDir(sandbox), k), dir: true, readOnly: ro})
+			binds = append(binds, hostBind{source: src, target: filepath.Join(dirs, k), dir: true, readOnly: ro})
 			dirMounts = append(dirMounts, sharedMount{index: i, rel: k})
 		case fi.Mode().IsRegular():
 			// File K is bind-mounted alone in files/K/, read-only on
 			// the host when the mount is.
 			k := strconv.Itoa(len(fileMounts))
 			rel := filepath.Join(k, filepath.Base(src))
-			p.binds = append(p.binds, hostBind{source: src, target: filepath.Join(filesDir(sandbox), rel), readOnly: ro})
+			binds = append(binds, hostBind{source: src, target: filepath.Join(files, rel), readOnly: ro})
 			fileMounts = append(fileMounts, sharedMount{index: i, rel: rel})
 		default:
 			// Device nodes and sockets: the guest has its own /dev; a host
 			// device never reaches it through a file share.
-			spec.Mounts[i].Source = m.Source
 		}
 	}
-	// Tags are numbered in order (m0, m1): VM templates carry a fixed set
-	// of them. Each share is writable: a read-only mount is read-only
-	// through its own host bind mount.
-	for _, group := range []struct {
-		mounts []sharedMount
-		dir    string
-	}{{dirMounts, dirsDir(sandbox)}, {fileMounts, filesDir(sandbox)}} {
-		if len(group.mounts) == 0 {
-			continue
-		}
-		guest := add(fmt.Sprintf("m%d", len(p.Host)-1), group.dir, false)
-		for _, m := range group.mounts {
-			spec.Mounts[m.index].Source = filepath.Join(guest, m.rel)
-		}
-	}
-	// Hooks run on the host, never in the guest.
-	spec.Hooks = nil
-	return p, nil
+	return binds, dirMounts, fileMounts, nil
 }
 
 // sharedMount is a spec mount shared through dirs/ or files/: its index
@@ -166,8 +189,12 @@ func (p *Plan) MountBinds(sandbox string) error {
 				binds = append(binds, b)
 			}
 		}
-		if len(binds) == 0 {
+		pod := p.pod && share == dirsDir(sandbox)
+		if len(binds) == 0 && !pod {
 			continue
+		}
+		if pod {
+			binds = append(binds, hostBind{target: podTarget(sandbox), dir: true})
 		}
 		for _, b := range binds {
 			if err := makeBindTarget(b); err != nil {
@@ -192,7 +219,15 @@ func (p *Plan) MountBinds(sandbox string) error {
 			return fmt.Errorf("make %s private: %w", share, err)
 		}
 		for _, b := range binds {
+			if b.source == "" {
+				continue // the pod's area, below
+			}
 			if err := BindReadOnlyIf(b.source, b.target, b.readOnly); err != nil {
+				return err
+			}
+		}
+		if pod {
+			if err := mountPodArea(sandbox); err != nil {
 				return err
 			}
 		}
@@ -260,4 +295,5 @@ func (p *Plan) Nest(sub string) {
 		}
 	}
 	p.Spec.Mounts = mounts
+	p.nested = sub
 }

@@ -28,7 +28,7 @@ func TestPlanSharesRewritesHostPaths(t *testing.T) {
 		t.Fatal(err)
 	}
 	sandbox := t.TempDir()
-	p, err := PlanShares(sandbox, b)
+	p, err := PlanShares(sandbox, b, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func TestPlanSharesFitATemplateWhateverTheMounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := PlanShares(t.TempDir(), b)
+	p, err := PlanShares(t.TempDir(), b, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestPlanSharesRefusesAMissingSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := PlanShares(t.TempDir(), b); err == nil || !strings.Contains(err.Error(), "/nonexistent/dir") {
+	if _, err := PlanShares(t.TempDir(), b, false); err == nil || !strings.Contains(err.Error(), "/nonexistent/dir") {
 		t.Errorf("missing mount source: %v", err)
 	}
 }

@@ -49,7 +49,7 @@ func Unmount(dir string) error {
 // Unbind detaches the bind mounts MountBinds made in the sandbox's
 // directory, once its VM has stopped.
 func Unbind(sandbox string) error {
-	return errors.Join(Unmount(dirsDir(sandbox)), Unmount(filesDir(sandbox)))
+	return errors.Join(Unmount(dirsDir(sandbox)), Unmount(filesDir(sandbox)), Unmount(podDir(sandbox)))
 }
 
 // canonical is dir absolute, with every symlink resolved.

@@ -73,3 +73,22 @@ func writeBundle(t *testing.T) string {
 	os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644)
 	return dir
 }
+
+func TestPodRole(t *testing.T) {
+	for _, c := range []struct {
+		ann        map[string]string
+		role, sbID string
+	}{
+		{nil, RoleNone, ""},
+		{map[string]string{"io.kubernetes.cri.container-type": "sandbox"}, RoleSandbox, ""},
+		{map[string]string{"io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.sandbox-id": "abc"}, RoleContainer, "abc"},
+		{map[string]string{"io.kubernetes.cri-o.ContainerType": "container", "io.kubernetes.cri-o.SandboxID": "def"}, RoleContainer, "def"},
+		{map[string]string{"io.kubernetes.cri-o.ContainerType": "sandbox"}, RoleSandbox, ""},
+	} {
+		s := DefaultSpec()
+		s.Annotations = c.ann
+		if role, id := PodRole(s); role != c.role || id != c.sbID {
+			t.Errorf("%v: %q %q, want %q %q", c.ann, role, id, c.role, c.sbID)
+		}
+	}
+}

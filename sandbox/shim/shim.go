@@ -61,9 +61,14 @@ type shim struct {
 
 	// main is the container that made the sandbox: the shim exits with
 	// its status.
-	main       *container
-	mu         sync.Mutex
-	containers map[string]*container
+	main *container
+	// guestDirs is where the guest sees the sandbox's dirs/ share, and
+	// under it, at pod/, a pod's other containers ("" if no pod).
+	guestDirs string
+	// vcpus and memMiB are the VM's size: a pod's container must fit.
+	vcpus, memMiB int
+	mu            sync.Mutex
+	containers    map[string]*container
 }
 
 // container is one container of the sandbox, as the shim serves it.
@@ -155,7 +160,8 @@ func (s *shim) boot(id string, o Options) error {
 		return err
 	}
 	s.main = c
-	plan, err := hostfs.PlanShares(string(s.dir), b)
+	role, _ := oci.PodRole(b.Spec)
+	plan, err := hostfs.PlanShares(string(s.dir), b, role == oci.RoleSandbox)
 	if err != nil {
 		return err
 	}
@@ -171,7 +177,13 @@ func (s *shim) boot(id string, o Options) error {
 	if err := s.startVM(ctx, b.Spec, plan); err != nil {
 		return err
 	}
-	return s.createContainer(ctx, c, plan)
+	s.guestDirs = plan.GuestDirs()
+	if err := s.createInGuest(ctx, c, plan, ""); err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, agentclient.DefaultCallTimeout)
+	defer cancel()
+	return s.attachStdio(cctx, c)
 }
 
 // load reads container id's record and bundle.
@@ -200,6 +212,7 @@ func (s *shim) startVM(ctx context.Context, spec *specs.Spec, plan *hostfs.Plan)
 	if err != nil {
 		return err
 	}
+	s.vcpus, s.memMiB = c.VCPUs, c.MemoryMiB
 	// QEMU, started below, inherits the shim's host cgroup.
 	if err := hostcgroup.Join(string(s.dir), spec, c.MemoryMiB); err != nil {
 		return err
@@ -227,12 +240,13 @@ func (s *shim) startVM(ctx context.Context, spec *specs.Spec, plan *hostfs.Plan)
 	return nil
 }
 
-// createContainer creates c in the guest, stopped before its first
-// instruction, runs the create-time hooks and attaches its stdio.
-func (s *shim) createContainer(ctx context.Context, c *container, plan *hostfs.Plan) error {
+// createInGuest creates c in the guest, stopped before its first
+// instruction, and runs the create-time hooks. A pod's container names
+// its sandbox container, whose namespaces it joins.
+func (s *shim) createInGuest(ctx context.Context, c *container, plan *hostfs.Plan, sandbox string) error {
 	cctx, cancel := context.WithTimeout(ctx, agentclient.DefaultCallTimeout)
 	defer cancel()
-	pid, err := s.vm.Agent.CreateContainer(cctx, &protocol.CreateContainerRequest{ID: c.id(), Spec: plan.Spec, Shares: plan.Guest})
+	pid, err := s.vm.Agent.CreateContainer(cctx, &protocol.CreateContainerRequest{ID: c.id(), Spec: plan.Spec, Shares: plan.Guest, Sandbox: sandbox})
 	if err != nil {
 		return fmt.Errorf("create container in the guest: %w", err)
 	}
@@ -247,7 +261,7 @@ func (s *shim) createContainer(ctx context.Context, c *container, plan *hostfs.P
 			return err
 		}
 	}
-	return s.attachStdio(cctx, c)
+	return nil
 }
 
 // wait returns the main container's exit status once its process exited

@@ -9,11 +9,13 @@ import (
 	"github.com/skiff-oci/skiff/config"
 	"github.com/skiff-oci/skiff/hypervisor"
 	"github.com/skiff-oci/skiff/sandbox/hostfs"
+	"github.com/skiff-oci/skiff/sandbox/oci"
 )
 
-// vmSize sizes a sandbox's VM from its container's limits: memory is the
-// limit plus the guest's own overhead (kernel, agent, page cache for the
-// shared filesystem), vCPUs the CPU quota rounded up. Without a limit the
+// vmSize sizes a sandbox's VM from the size a CRI runtime asked for its
+// pod, else from its container's limits: memory is the limit plus the
+// guest's own overhead (kernel, agent, page cache for the shared
+// filesystem), vCPUs the CPU quota rounded up. Without either the
 // configured defaults apply; the configured maxima always bound the result.
 // The limits themselves are also enforced inside the guest (the agent
 // writes them into the container's cgroup), so a VM a little larger than
@@ -33,6 +35,14 @@ func vmSize(c *config.Hypervisor, spec *specs.Spec) (vcpus, memMiB int) {
 			period = int64(*r.CPU.Period)
 		}
 		vcpus = int((*r.CPU.Quota + period - 1) / period)
+	}
+	if mem, quota, period := oci.PodSize(spec); mem > 0 || quota > 0 {
+		if mem > 0 {
+			memMiB = int((mem+(1<<20)-1)>>20) + c.MemoryOverhead
+		}
+		if quota > 0 && period > 0 {
+			vcpus = int((quota + period - 1) / period)
+		}
 	}
 	maxCPUs := c.MaxVCPUs
 	if maxCPUs <= 0 {

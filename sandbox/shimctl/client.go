@@ -151,11 +151,29 @@ type Exec struct {
 // container id, with files as its stdin, stdout and stderr (none when a
 // console socket gets its terminal), and returns once it runs.
 func (c Client) Exec(ctx context.Context, method, id string, req ExecRequest, files []*os.File) (*Exec, error) {
+	return c.attach(ctx, method, id, req, files)
+}
+
+// AddContainer creates container id in the sandbox, with files as its
+// process's stdio, and returns once it exists; Wait then returns its exit
+// status.
+func (c Client) AddContainer(ctx context.Context, id string, req AddContainerRequest, files []*os.File) (*Exec, error) {
+	return c.attach(ctx, MethodAddContainer, id, req, files)
+}
+
+// RemoveContainer removes container id from the sandbox.
+func (c Client) RemoveContainer(ctx context.Context, id string) error {
+	return c.call(ctx, MethodRemoveContainer, id, nil, nil)
+}
+
+// attach sends a request that starts a process with files as its stdio
+// and returns once the shim says it exists.
+func (c Client) attach(ctx context.Context, method, id string, body any, files []*os.File) (*Exec, error) {
 	conn, err := c.dial(ctx)
 	if err != nil {
 		return nil, err
 	}
-	r, err := newRequest(method, id, req)
+	r, err := newRequest(method, id, body)
 	if err == nil {
 		err = writeWithFiles(conn, r, files)
 	}

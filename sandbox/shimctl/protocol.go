@@ -34,6 +34,15 @@ const (
 	MethodStats        = "Stats"
 	MethodExec         = "Exec"
 	MethodDebugConsole = "DebugConsole"
+	// MethodAddContainer creates another container of the sandbox (a
+	// pod's) and relays its stdio. It runs as Exec does: the caller is
+	// the container's own host process, which passes its stdio, gets a
+	// first answer once the container exists, may send Signal frames,
+	// and gets the exit status last.
+	MethodAddContainer = "AddContainer"
+	// MethodRemoveContainer removes a container the sandbox holds, but
+	// for the one that made the sandbox (deleting it ends the sandbox).
+	MethodRemoveContainer = "RemoveContainer"
 	// MethodShutdown stops the sandbox's VM: the answer comes first, the
 	// caller then waits for the shim to exit.
 	MethodShutdown = "Shutdown"
@@ -86,7 +95,14 @@ type ExecRequest struct {
 	ConsoleSocket string         `json:"consoleSocket,omitempty"`
 }
 
-// ExecStarted is the body of the first answer to Exec: the process runs.
+// AddContainerRequest is the body of AddContainer: the container's
+// record is on disk; its terminal, if any, goes to ConsoleSocket.
+type AddContainerRequest struct {
+	ConsoleSocket string `json:"consoleSocket,omitempty"`
+}
+
+// ExecStarted is the body of the first answer to Exec (and AddContainer):
+// the process exists.
 type ExecStarted struct {
 	PID int `json:"pid"`
 }

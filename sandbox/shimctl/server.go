@@ -26,6 +26,9 @@ type Handler interface {
 	// Exec runs a process for an Exec or DebugConsole request; files are
 	// the caller's stdio, x answers it. It owns files.
 	Exec(id string, debug bool, r ExecRequest, files []*os.File, x *ExecConn)
+	// AddContainer creates another container of the sandbox; as Exec.
+	AddContainer(id string, r AddContainerRequest, files []*os.File, x *ExecConn)
+	RemoveContainer(ctx context.Context, id string) error
 }
 
 // method is one entry of the dispatch table: decode the body, call the
@@ -45,6 +48,9 @@ var methods = map[string]method{
 	MethodStart:  none(func(ctx context.Context, h Handler, id string) error { return h.Start(ctx, id) }),
 	MethodPause:  none(func(ctx context.Context, h Handler, id string) error { return h.Pause(ctx, id) }),
 	MethodResume: none(func(ctx context.Context, h Handler, id string) error { return h.Resume(ctx, id) }),
+	MethodRemoveContainer: none(func(ctx context.Context, h Handler, id string) error {
+		return h.RemoveContainer(ctx, id)
+	}),
 	MethodKill: func(ctx context.Context, h Handler, req *Request) (any, error) {
 		var r KillRequest
 		if err := decode(req, &r); err != nil {
@@ -104,6 +110,15 @@ func serveConn(conn *net.UnixConn, h Handler) {
 			return
 		}
 		h.Exec(req.Container, req.Method == MethodDebugConsole, r, fr.fds, &ExecConn{conn: conn})
+		return
+	case MethodAddContainer:
+		var r AddContainerRequest
+		if err := decode(&req, &r); err != nil {
+			CloseFiles(fr.fds)
+			reply(conn, nil, err)
+			return
+		}
+		h.AddContainer(req.Container, r, fr.fds, &ExecConn{conn: conn})
 		return
 	}
 	CloseFiles(fr.fds)

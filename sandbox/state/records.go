@@ -22,6 +22,12 @@ type Container struct {
 	Created     time.Time         `json:"created"`
 	// Sandbox is the ID of the sandbox the container runs in.
 	Sandbox string `json:"sandbox"`
+	// PID and PIDStart name the host process standing for the
+	// container's process (the sandbox's shim for the container that
+	// made the sandbox, a process of its own for a pod's other
+	// containers): it lives exactly as long as the container's process.
+	PID      int    `json:"pid,omitempty"`
+	PIDStart uint64 `json:"pidStart,omitempty"`
 
 	// Phase is "creating" until create finished, then "created"; start
 	// moves it to "started". Whether the process still runs is live.

@@ -61,8 +61,8 @@ func TestRootClaimAndAtomicRecords(t *testing.T) {
 		t.Errorf("state root mode %v, want 0700", fi.Mode().Perm())
 	}
 	// A dead shim means stopped, whatever the record says.
-	c.Phase = PhaseStarted
-	if got := Status(d, c, sb); got != oci.StatusStopped {
+	c.Phase, c.PID = PhaseStarted, 1<<22
+	if got := Status(d, c); got != oci.StatusStopped {
 		t.Errorf("status with dead shim = %s", got)
 	}
 	if _, err := root.Container("nope").Read(); err != ErrNotExist {

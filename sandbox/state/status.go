@@ -10,10 +10,11 @@ import (
 	"github.com/skiff-oci/skiff/sandbox/oci"
 )
 
-// Status computes a container's status live. Its sandbox's shim lives
-// exactly as long as the container's process: whether it is alive decides
-// between stopped and the rest; the shim's markers tell the rest apart.
-func Status(d ContainerDir, c *Container, sb *Sandbox) oci.Status {
+// Status computes a container's status live. The host process standing
+// for it lives exactly as long as the container's process: whether it is
+// alive decides between stopped and the rest; the shim's markers tell the
+// rest apart.
+func Status(d ContainerDir, c *Container) oci.Status {
 	if c.Phase == PhaseCreating {
 		// create holds the lock from start to end: a free lock means the
 		// create died half-way, and nothing will ever run.
@@ -22,7 +23,7 @@ func Status(d ContainerDir, c *Container, sb *Sandbox) oci.Status {
 		}
 		return oci.StatusStopped
 	}
-	if sb == nil || !ShimAlive(sb) {
+	if !proc.Alive(c.PID, c.PIDStart) {
 		return oci.StatusStopped
 	}
 	if _, err := os.Stat(d.PausedMarker()); err == nil {
