@@ -35,6 +35,9 @@ var Shim = &cli.Command{
 				slog.SetDefault(slog.New(slog.NewTextHandler(f, nil)))
 			}
 		}
+		if netnsErr != nil {
+			slog.Warn("the shim stays in the host's network namespace", "error", netnsErr)
+		}
 		// Not inherited by QEMU: the create waiting on it would never see EOF.
 		syscall.CloseOnExec(3)
 		ready := os.NewFile(3, "ready")

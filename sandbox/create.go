@@ -96,7 +96,7 @@ func (r *Runtime) Create(ctx context.Context, id string, o CreateOptions) (_ *Cr
 	if err := sd.Write(sb); err != nil {
 		return nil, err
 	}
-	cmd, err := startShim(sd, sb, id, o.ShimArgs, consoleSocket)
+	cmd, err := startShim(sd, sb, id, o.ShimArgs, consoleSocket, hostnet.NetNSPath(b.Spec))
 	if err != nil {
 		return nil, err
 	}
@@ -151,12 +151,12 @@ func (r *Runtime) checkCreate(id string, o CreateOptions) (*oci.Bundle, string, 
 
 // startShim starts the shim of sandbox sd for its container id, records
 // it, and waits for its report: the container exists, or why not.
-func startShim(sd state.SandboxDir, sb *state.Sandbox, id string, shimArgs []string, consoleSocket string) (*exec.Cmd, error) {
+func startShim(sd state.SandboxDir, sb *state.Sandbox, id string, shimArgs []string, consoleSocket, netns string) (*exec.Cmd, error) {
 	args := append(append([]string{}, shimArgs[1:]...), "shim")
 	if consoleSocket != "" {
 		args = append(args, "--console-socket", consoleSocket)
 	}
-	return startHelper(shimArgs[0], append(args, id), func(pid int) error {
+	return startHelper(shimArgs[0], append(args, id), netns, func(pid int) error {
 		sb.ShimPID = pid
 		sb.ShimStart, _ = proc.StartTime(pid)
 		return sd.Write(sb)

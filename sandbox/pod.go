@@ -13,6 +13,7 @@ import (
 
 	"github.com/skiff-oci/skiff/internal/proc"
 	"github.com/skiff-oci/skiff/sandbox/hostfs"
+	"github.com/skiff-oci/skiff/sandbox/hostnet"
 	"github.com/skiff-oci/skiff/sandbox/oci"
 	"github.com/skiff-oci/skiff/sandbox/shimctl"
 	"github.com/skiff-oci/skiff/sandbox/state"
@@ -54,7 +55,7 @@ func (r *Runtime) createInPod(id, sbID string, o CreateOptions, b *oci.Bundle, c
 	if consoleSocket != "" {
 		args = append(args, "--console-socket", consoleSocket)
 	}
-	cmd, err := startHelper(o.ShimArgs[0], append(args, id), func(pid int) error {
+	cmd, err := startHelper(o.ShimArgs[0], append(args, id), hostnet.NetNSPath(b.Spec), func(pid int) error {
 		rec.PID = pid
 		rec.PIDStart, _ = proc.StartTime(pid)
 		return d.Write(rec)
@@ -77,7 +78,7 @@ func (r *Runtime) createInPod(id, sbID string, o CreateOptions, b *oci.Bundle, c
 // startHelper starts a helper (a shim) with the caller's stdio, in its own
 // session, calls started with its PID, and waits for its report on fd 3:
 // the container exists, or why not.
-func startHelper(bin string, args []string, started func(pid int) error) (*exec.Cmd, error) {
+func startHelper(bin string, args []string, netns string, started func(pid int) error) (*exec.Cmd, error) {
 	readyR, readyW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -86,6 +87,10 @@ func startHelper(bin string, args []string, started func(pid int) error) (*exec.
 	cmd := exec.Command(bin, args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.ExtraFiles = []*os.File{readyW}
+	if netns != "" {
+		// It enters it first thing (commands.NetNSEnv).
+		cmd.Env = append(os.Environ(), "SKIFF_NETNS="+netns)
+	}
 	// Its own session: the caller's terminal signals must not reach it, and
 	// it must outlive create.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

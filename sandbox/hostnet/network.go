@@ -85,6 +85,10 @@ func writeNetRecord(dir string, r *netRecord) error {
 	return nil
 }
 
+// NetNSPath is the path of the network namespace the spec names, "" when
+// it names none.
+func NetNSPath(spec *specs.Spec) string { return specNetNS(spec) }
+
 // specNetNS returns the path of the network namespace the spec names, ""
 // when it names none or asks for a new, empty one.
 func specNetNS(spec *specs.Spec) string {
@@ -239,9 +243,8 @@ func Setup(dir string, spec *specs.Spec, model string, bring BringTap) (_ *Netwo
 	if path == "" || model == NetworkNone {
 		return nil, nil
 	}
-	if err := Check(spec, model); err != nil {
-		return nil, err
-	}
+	// Check ran in create, in the caller's namespace: the shim may
+	// already be in the one it is given (its main thread enters it).
 	// Two sandboxes given one namespace at once must not both see it free.
 	lock, err := os.Open(path)
 	if err != nil {
