@@ -4,7 +4,13 @@
 // It imports nothing of skiff's.
 package fspath
 
-import "path/filepath"
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
 
 // Canonical is path absolute with the symlinks of its longest existing
 // prefix resolved: what the path will resolve to once it exists.
@@ -23,4 +29,21 @@ func Canonical(path string) string {
 		}
 		rest = append([]string{filepath.Base(p)}, rest...)
 	}
+}
+
+// EnsurePrivateDir creates dir (mode 0700) if needed and refuses one that
+// another user owns or that others may write to: sockets and files planted
+// there must never be trusted. what names it in errors ("state root").
+func EnsurePrivateDir(dir, what, hint string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("%s %s: %w", what, dir, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return fmt.Errorf("%s %s: %w", what, dir, err)
+	}
+	if int(st.Uid) != os.Geteuid() || st.Mode&0o022 != 0 {
+		return fmt.Errorf("%s %s is owned by uid %d with mode %o: it must be owned by uid %d and not writable by others (chmod 700 it, or %s)", what, dir, st.Uid, st.Mode&0o777, os.Geteuid(), hint)
+	}
+	return nil
 }

@@ -302,6 +302,10 @@ func (f *Factory) takePooled(r Request) (*pooledVM, bool) {
 	if fc.Cache <= 0 || !fc.Template || !templateEligible(r.Config) {
 		return nil, false
 	}
+	if err := f.ensureDir(); err != nil {
+		r.Log.Warn("not using the pool", "error", err)
+		return nil, false
+	}
 	if n, err := r.NICs(); err != nil || n > templateNICs {
 		return nil, false
 	}

@@ -59,10 +59,12 @@ type host struct {
 	// pinned at pin when pin is not "" (hostnet.SpareTapsPinned).
 	spareTaps func(devs []hypervisor.NetDevice, pin string) (func(), error)
 	bindShare func(sh hypervisor.Share, target string) error
-	joinRoot  func() error
+	// protect makes a directory a VM exports read-only to it.
+	protect  func(dir string) error
+	joinRoot func() error
 }
 
-var onHost = host{spareTaps: hostnet.SpareTapsPinned, bindShare: hostfs.BindShare, joinRoot: hostcgroup.JoinRoot}
+var onHost = host{spareTaps: hostnet.SpareTapsPinned, bindShare: hostfs.BindShare, protect: hostfs.ProtectDir, joinRoot: hostcgroup.JoinRoot}
 
 // Factory is the factory of one configuration.
 type Factory struct {
@@ -81,6 +83,13 @@ func New(cfg *config.Config, stateRoot string, vmm VMM) *Factory {
 
 // Dir is where the factory keeps its templates and pool.
 func (f *Factory) Dir() string { return f.dir }
+
+// ensureDir creates factory.dir, private, and refuses one another user
+// owns or others may write to: a template or a pooled VM planted there
+// would become a sandbox's VM.
+func (f *Factory) ensureDir() error {
+	return fspath.EnsurePrivateDir(f.dir, "factory.dir", "set another factory.dir")
+}
 
 // CheckGuest refuses a configuration whose VM could not start, before
 // anything touches disk.

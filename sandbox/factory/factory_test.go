@@ -35,6 +35,7 @@ func testFactory(t *testing.T, template bool, cache int) (*Factory, *fakevm.VMM)
 	f.host = host{
 		spareTaps: func([]hypervisor.NetDevice, string) (func(), error) { return func() {}, nil },
 		bindShare: func(hypervisor.Share, string) error { return nil },
+		protect:   func(string) error { return nil },
 		joinRoot:  func() error { return nil },
 	}
 	return f, vmm
@@ -143,5 +144,17 @@ func TestAcquireReportsAGuestThatDiesBooting(t *testing.T) {
 	_, _, err := acquire(t, f)
 	if err == nil || !strings.Contains(err.Error(), "exited while booting") || !strings.Contains(err.Error(), "Kernel panic") {
 		t.Errorf("got %v; want the exit and the console's panic line", err)
+	}
+}
+
+func TestFactoryRefusesADirectoryOthersMayWrite(t *testing.T) {
+	f, _ := testFactory(t, true, 1)
+	os.MkdirAll(f.dir, 0o700)
+	os.Chmod(f.dir, 0o777)
+	if _, err := f.Init(context.Background()); err == nil || !strings.Contains(err.Error(), "not writable by others") {
+		t.Errorf("a factory.dir others may write to: %v", err)
+	}
+	if err := f.Fill(context.Background()); err == nil {
+		t.Error("the pool was filled in a factory.dir others may write to")
 	}
 }

@@ -252,17 +252,21 @@ func (p Pool) hasTemplate(key string) bool {
 }
 
 // DestroyIdle stops and removes every member no sandbox took.
+// A member whose lock is held is being taken by a sandbox (or filled by a
+// filler that started since): it is left, never pulled from under it.
 func (p Pool) DestroyIdle() error {
 	var errs []error
 	for _, m := range p.members() {
-		info, err := m.read()
-		if err == nil && info.Sandbox != "" {
+		lock := m.lock()
+		if lock == nil {
 			continue
 		}
-		// A member being filled is removed too: its filler fails.
-		if err := m.remove(); err != nil {
-			errs = append(errs, err)
+		if info, err := m.read(); err != nil || info.Sandbox == "" {
+			if err := m.remove(); err != nil {
+				errs = append(errs, err)
+			}
 		}
+		lock.Close()
 	}
 	return errors.Join(errs...)
 }
@@ -294,6 +298,9 @@ func (f *Factory) fill(ctx context.Context, once bool) error {
 		slog.Debug("pool: leaving the caller's cgroups", "error", err)
 	}
 	p := f.pool()
+	if err := f.ensureDir(); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
 		return fmt.Errorf("pool %s: %w", p.Dir, err)
 	}
@@ -370,7 +377,7 @@ func (f *Factory) fillOne(ctx context.Context, base hypervisor.Config, t Templat
 			m.remove()
 		}
 	}()
-	c, err := m.cloneConfig(base, t)
+	c, err := m.cloneConfig(base, t, f.host.protect)
 	if err != nil {
 		return err
 	}
@@ -427,13 +434,18 @@ func (p Pool) newMember(key string) (member, *os.File, error) {
 // cloneConfig is the VM of a member: a clone of t whose every share slot
 // exports an empty directory of the member's, where a sandbox's files
 // will be bind-mounted.
-func (m member) cloneConfig(base hypervisor.Config, t Template) (hypervisor.Config, error) {
+func (m member) cloneConfig(base hypervisor.Config, t Template, protect func(string) error) (hypervisor.Config, error) {
 	c := hypervisor.Config{
 		Name: "skiff-pool-" + filepath.Base(m.Dir), Binary: base.Binary, Kernel: base.Kernel, Initrd: base.Initrd,
 		KernelParams: base.KernelParams, Machine: base.Machine, Accel: base.Accel, VCPUs: base.VCPUs, MemoryMiB: base.MemoryMiB,
 	}
 	for _, tag := range slotTagsN(slotsFor(c.Machine)) {
-		if err := os.MkdirAll(m.slot(tag), 0o700); err != nil {
+		// The guest must create nothing beside the sandbox's share,
+		// mounted on content() later: the slot is read-only to it.
+		if err := os.MkdirAll(m.content(tag), 0o700); err != nil {
+			return c, err
+		}
+		if err := protect(m.slot(tag)); err != nil {
 			return c, err
 		}
 		c.Shares = append(c.Shares, hypervisor.Share{Tag: tag, HostPath: m.slot(tag)})

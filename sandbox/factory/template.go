@@ -169,8 +169,8 @@ func (f *Factory) Ensure(ctx context.Context, c hypervisor.Config) (Template, er
 	if _, err := os.Stat(t.meta()); err == nil {
 		return t, nil
 	}
-	if err := os.MkdirAll(f.dir, 0o700); err != nil {
-		return Template{}, fmt.Errorf("factory %s: %w", f.dir, err)
+	if err := f.ensureDir(); err != nil {
+		return Template{}, err
 	}
 	lock, err := os.OpenFile(t.Dir+".lock", os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {

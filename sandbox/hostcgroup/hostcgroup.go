@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -49,6 +50,9 @@ type hostCgroups struct {
 	// Parents are directories above them that skiff created, removed
 	// after the leaves when nothing else uses them.
 	Parents []string `json:"parents,omitempty"`
+	// Kept are leaves that existed, empty, before skiff joined them:
+	// delete leaves them, as it found them.
+	Kept []string `json:"kept,omitempty"`
 }
 
 // Path turns linux.cgroupsPath into a path below each hierarchy's
@@ -163,7 +167,16 @@ func Join(dir string, spec *specs.Spec, memMiB int) error {
 	}
 	var rec hostCgroups
 	for _, root := range roots {
-		rec.Leaves = append(rec.Leaves, filepath.Join(root, rel))
+		leaf := filepath.Join(root, rel)
+		rec.Leaves = append(rec.Leaves, leaf)
+		if procs, err := os.ReadFile(filepath.Join(leaf, "cgroup.procs")); err == nil {
+			// Someone else's: runc refuses to share a cgroup, and its
+			// processes must never die with this sandbox.
+			if len(strings.TrimSpace(string(procs))) > 0 {
+				return fmt.Errorf("host cgroup %s (linux.cgroupsPath) already holds processes: give the container a cgroup of its own", leaf)
+			}
+			rec.Kept = append(rec.Kept, leaf)
+		}
 		for p := filepath.Dir(rel); p != "/"; p = filepath.Dir(p) {
 			if _, err := os.Stat(filepath.Join(root, p)); errors.Is(err, os.ErrNotExist) {
 				rec.Parents = append(rec.Parents, filepath.Join(root, p))
@@ -221,6 +234,9 @@ func Remove(dir string) error {
 	}
 	var errs []error
 	for _, leaf := range rec.Leaves {
+		if slices.Contains(rec.Kept, leaf) {
+			continue
+		}
 		start := time.Now()
 		for killed := false; ; {
 			err := unix.Rmdir(leaf)

@@ -202,21 +202,10 @@ func (p *Plan) MountBinds(sandbox string) error {
 			}
 		}
 		// The share is writable (for the mounts that are), but the guest
-		// must not create anything in it: the share's directory itself
-		// is a read-only bind mount, the binds are mounted on top of it.
-		if err := unix.Mount(share, share, "", unix.MS_BIND, ""); err != nil {
-			return fmt.Errorf("bind %s: %w", share, err)
-		}
-		if err := unix.Mount("", share, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
-			return fmt.Errorf("bind %s read-only: %w", share, err)
-		}
-		// Private: what is mounted below it stays in this namespace.
-		// Where the state directory sits on a shared mount (systemd's
-		// /run), each bind would otherwise reach every peer, and a bind
-		// of a source holding the state directory (a container given
-		// the host's /) would multiply with every sandbox.
-		if err := unix.Mount("", share, "", unix.MS_PRIVATE, ""); err != nil {
-			return fmt.Errorf("make %s private: %w", share, err)
+		// must not create anything in it: the binds are mounted on top
+		// of its read-only self.
+		if err := ProtectDir(share); err != nil {
+			return err
 		}
 		for _, b := range binds {
 			if b.source == "" {
@@ -231,6 +220,26 @@ func (p *Plan) MountBinds(sandbox string) error {
 				return err
 			}
 		}
+	}
+	return nil
+}
+
+// ProtectDir makes dir a read-only bind mount of itself, private: a
+// directory a VM's share exports, in which the guest must create nothing
+// (what is mounted on top of it later keeps its own mode). Private: what
+// is mounted below it stays in this namespace. Where the state directory
+// sits on a shared mount (systemd's /run), each bind would otherwise reach
+// every peer, and a bind of a source holding the state directory (a
+// container given the host's /) would multiply with every sandbox.
+func ProtectDir(dir string) error {
+	if err := unix.Mount(dir, dir, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind %s: %w", dir, err)
+	}
+	if err := unix.Mount("", dir, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+		return fmt.Errorf("bind %s read-only: %w", dir, err)
+	}
+	if err := unix.Mount("", dir, "", unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make %s private: %w", dir, err)
 	}
 	return nil
 }

@@ -13,7 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 
-	"golang.org/x/sys/unix"
+	"github.com/skiff-oci/skiff/internal/fspath"
 )
 
 // DefaultRoot is the state root when --root is not given.
@@ -39,17 +39,7 @@ func (r Root) Sandbox(id string) SandboxDir { return SandboxDir(filepath.Join(st
 // or that others may write to, is refused: a socket planted there must
 // never be trusted.
 func (r Root) ensure() error {
-	if err := os.MkdirAll(string(r), 0o700); err != nil {
-		return fmt.Errorf("state root %s: %w", r, err)
-	}
-	var st unix.Stat_t
-	if err := unix.Stat(string(r), &st); err != nil {
-		return fmt.Errorf("state root %s: %w", r, err)
-	}
-	if int(st.Uid) != os.Geteuid() || st.Mode&0o022 != 0 {
-		return fmt.Errorf("state root %s is owned by uid %d with mode %o: it must be owned by uid %d and not writable by others (chmod 700 it, or use another --root)", r, st.Uid, st.Mode&0o777, os.Geteuid())
-	}
-	return nil
+	return fspath.EnsurePrivateDir(string(r), "state root", "use another --root")
 }
 
 // Claim makes the state directory of a new container and locks it. It
