@@ -6,27 +6,28 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/skiff-oci/skiff/tests/internal/e2e"
 )
 
 // ps lists the container's processes, exec'd ones included; pause stops
 // them all and `state` says paused; resume lets them go on.
 func TestPsPauseResume(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	id := e.id("p")
-	b := e.bundle("p", sh(`sleep 1000 & n=0; while true; do n=$((n+1)); echo "tick=$n"; sleep 0.2; done`))
-	pid, out := e.create(id, b)
-	e.mustOK(e.rt("start", id))
-	e.waitOutput(out, "tick=2")
+	e := e2e.NewEnv(t)
+	id := e.ID("p")
+	b := e.Bundle("p", e2e.Sh(`sleep 1000 & n=0; while true; do n=$((n+1)); echo "tick=$n"; sleep 0.2; done`))
+	pid, out := e.Create(id, b)
+	e.MustOK(e.RT("start", id))
+	e.WaitOutput(out, "tick=2")
 	// Detached, its stdio stay with the shim: files, not pipes we wait on.
-	r, _ := e.rtFiles("exec", "--detach", id, "sleep", "777")
-	e.mustOK(r)
+	r, _ := e.RTFiles("exec", "--detach", id, "sleep", "777")
+	e.MustOK(r)
 
 	// ps: table and json. The guest's ps shows guest PIDs.
-	deadline := time.Now().Add(stopTimeout)
+	deadline := time.Now().Add(e2e.StopTimeout)
 	var table string
 	for {
-		table = e.mustOK(e.rt("ps", id)).stdout
+		table = e.MustOK(e.RT("ps", id)).Stdout
 		if strings.Contains(table, "sleep 777") || time.Now().After(deadline) {
 			break
 		}
@@ -41,16 +42,16 @@ func TestPsPauseResume(t *testing.T) {
 		}
 	}
 	var pids []int
-	r = e.mustOK(e.rt("ps", "--format", "json", id))
-	if err := json.Unmarshal([]byte(r.stdout), &pids); err != nil || len(pids) < 3 {
-		t.Errorf("ps --format json: want an array of at least 3 PIDs, got %q (%v)", r.stdout, err)
+	r = e.MustOK(e.RT("ps", "--format", "json", id))
+	if err := json.Unmarshal([]byte(r.Stdout), &pids); err != nil || len(pids) < 3 {
+		t.Errorf("ps --format json: want an array of at least 3 PIDs, got %q (%v)", r.Stdout, err)
 	}
-	e.mustFail(e.rt("ps", "--format", "yaml", id))
+	e.MustFail(e.RT("ps", "--format", "yaml", id))
 
 	// pause: nothing runs, and state says so.
-	e.mustFail(e.rt("resume", id))
-	e.mustOK(e.rt("pause", id))
-	if st := e.state(id); st.Status != "paused" || st.Pid != pid {
+	e.MustFail(e.RT("resume", id))
+	e.MustOK(e.RT("pause", id))
+	if st := e.State(id); st.Status != "paused" || st.Pid != pid {
 		t.Errorf("after pause: status %q pid %d, want paused with pid %d", st.Status, st.Pid, pid)
 	}
 	time.Sleep(500 * time.Millisecond) // output already in flight
@@ -60,32 +61,32 @@ func TestPsPauseResume(t *testing.T) {
 	if len(after) != len(before) {
 		t.Errorf("the container kept printing while paused: %q", after[len(before):])
 	}
-	e.mustFail(e.rt("pause", id))
-	if msg := e.mustFail(e.rt("exec", id, "true")); !strings.Contains(msg, "paused") {
+	e.MustFail(e.RT("pause", id))
+	if msg := e.MustFail(e.RT("exec", id, "true")); !strings.Contains(msg, "paused") {
 		t.Errorf("exec into a paused container says %q, want it to say it is paused", msg)
 	}
-	if msg := e.mustFail(e.rt("delete", id)); !strings.Contains(msg, "paused") {
+	if msg := e.MustFail(e.RT("delete", id)); !strings.Contains(msg, "paused") {
 		t.Errorf("delete of a paused container says %q, want it to say it is paused", msg)
 	}
 
 	// resume: it goes on.
-	e.mustOK(e.rt("resume", id))
-	if st := e.state(id); st.Status != "running" {
+	e.MustOK(e.RT("resume", id))
+	if st := e.State(id); st.Status != "running" {
 		t.Errorf("after resume: status %q, want running", st.Status)
 	}
-	e.waitOutput(out, string(after)+"tick=")
+	e.WaitOutput(out, string(after)+"tick=")
 
 	// A paused container can be killed, and then it is stopped.
-	e.mustOK(e.rt("pause", id))
-	e.mustOK(e.rt("kill", id, "KILL"))
-	e.waitStatus(id, "stopped")
-	e.waitGone(pid)
-	e.mustFail(e.rt("pause", id))
-	e.mustFail(e.rt("resume", id))
+	e.MustOK(e.RT("pause", id))
+	e.MustOK(e.RT("kill", id, "KILL"))
+	e.WaitStatus(id, "stopped")
+	e.WaitGone(pid)
+	e.MustFail(e.RT("pause", id))
+	e.MustFail(e.RT("resume", id))
 	// As runc: a stopped container has no processes to list.
-	r = e.mustOK(e.rt("ps", "--format", "json", id))
-	if err := json.Unmarshal([]byte(r.stdout), &pids); err != nil || len(pids) != 0 {
-		t.Errorf("ps of a stopped container: %q, want no PIDs", r.stdout)
+	r = e.MustOK(e.RT("ps", "--format", "json", id))
+	if err := json.Unmarshal([]byte(r.Stdout), &pids); err != nil || len(pids) != 0 {
+		t.Errorf("ps of a stopped container: %q, want no PIDs", r.Stdout)
 	}
-	e.mustOK(e.rt("delete", id))
+	e.MustOK(e.RT("delete", id))
 }
