@@ -62,10 +62,7 @@ func TestDebugConsole(t *testing.T) {
 		cmd := e.StartOnTerminal(slave, "--config", cfg, "debug-console", id)
 		tr.WaitFor(t, "[skiff guest /]# ", nil)
 		master.Write([]byte("tty; stty size; exit 4\n"))
-		cmd.Wait()
-		if code := cmd.ProcessState.ExitCode(); code != 4 {
-			t.Errorf("debug-console on a terminal exited %d, want 4; terminal showed %q", code, tr)
-		}
+		e2e.WaitExit(t, cmd, 4, "debug-console on a terminal", tr)
 		tr.WaitFor(t, "27 83", nil)
 		if !strings.Contains(tr.String(), "/dev/pts/") {
 			t.Errorf("terminal showed %q, want a /dev/pts path from tty", tr)

@@ -169,55 +169,65 @@ func TestTwoContainersAndList(t *testing.T) {
 		e.WaitOutput(outs[id], "name="+id)
 	}
 
-	table := e.MustOK(e.RT("list")).Stdout
-	for _, id := range ids {
-		if !listTableHas(table, id, "running", pids[id]) {
-			t.Errorf("list does not show %s running with pid %d:\n%s", id, pids[id], table)
+	e.Step("list", func(e *e2e.Env) {
+		t := e.T
+		table := e.MustOK(e.RT("list")).Stdout
+		for _, id := range ids {
+			if !listTableHas(table, id, "running", pids[id]) {
+				t.Errorf("list does not show %s running with pid %d:\n%s", id, pids[id], table)
+			}
 		}
-	}
-	list := listJSON(e)
-	for _, id := range ids {
-		c, ok := list[id]
-		if !ok {
-			t.Errorf("list --format json lacks %s: %v", id, list)
-			continue
+		list := listJSON(e)
+		for _, id := range ids {
+			c, ok := list[id]
+			if !ok {
+				t.Errorf("list --format json lacks %s: %v", id, list)
+				continue
+			}
+			if c.Status != "running" || c.Pid != pids[id] || c.Bundle != bundles[id] {
+				t.Errorf("list --format json shows %+v, want running, pid %d, bundle %s", c, pids[id], bundles[id])
+			}
 		}
-		if c.Status != "running" || c.Pid != pids[id] || c.Bundle != bundles[id] {
-			t.Errorf("list --format json shows %+v, want running, pid %d, bundle %s", c, pids[id], bundles[id])
-		}
-	}
+	})
 
-	// Kill the first by number: the second must keep running and printing.
-	e.MustOK(e.RT("kill", ids[0], "9"))
-	e.WaitStatus(ids[0], "stopped")
-	e.WaitGone(pids[ids[0]])
-	if st := e.State(ids[1]); st.Status != "running" || !e2e.Alive(pids[ids[1]]) {
-		t.Fatalf("killing %s stopped %s too (status %q)", ids[0], ids[1], st.Status)
-	}
-	before, _ := os.ReadFile(outs[ids[1]])
-	e.Poll(func() bool { now, _ := os.ReadFile(outs[ids[1]]); return len(now) > len(before) },
-		func() string { return ids[1] + " stopped printing after " + ids[0] + " was killed" })
+	e.Step("killing one leaves the other running", func(e *e2e.Env) {
+		// The first by number: the second must keep running and printing.
+		e.MustOK(e.RT("kill", ids[0], "9"))
+		e.WaitStatus(ids[0], "stopped")
+		e.WaitGone(pids[ids[0]])
+		if st := e.State(ids[1]); st.Status != "running" || !e2e.Alive(pids[ids[1]]) {
+			e.T.Fatalf("killing %s stopped %s too (status %q)", ids[0], ids[1], st.Status)
+		}
+		before, _ := os.ReadFile(outs[ids[1]])
+		e.Poll(func() bool { now, _ := os.ReadFile(outs[ids[1]]); return len(now) > len(before) },
+			func() string { return ids[1] + " stopped printing after " + ids[0] + " was killed" })
+	})
 
 	e.MustOK(e.RT("kill", ids[1], "SIGKILL"))
 	e.WaitStatus(ids[1], "stopped")
 	e.WaitGone(pids[ids[1]])
 
-	for i, id := range ids {
-		data, _ := os.ReadFile(outs[id])
-		if other := ids[1-i]; strings.Contains(string(data), "name="+other) {
-			t.Errorf("%s's stdout has %s's output: %q", id, other, data)
+	e.Step("stdio apart", func(e *e2e.Env) {
+		for i, id := range ids {
+			data, _ := os.ReadFile(outs[id])
+			if other := ids[1-i]; strings.Contains(string(data), "name="+other) {
+				e.T.Errorf("%s's stdout has %s's output: %q", id, other, data)
+			}
 		}
-	}
-	list = listJSON(e)
-	for _, id := range ids {
-		if list[id].Status != "stopped" {
-			t.Errorf("list --format json shows %s as %q after kill, want stopped", id, list[id].Status)
+	})
+
+	e.Step("list after kill and delete", func(e *e2e.Env) {
+		list := listJSON(e)
+		for _, id := range ids {
+			if list[id].Status != "stopped" {
+				e.T.Errorf("list --format json shows %s as %q after kill, want stopped", id, list[id].Status)
+			}
+			e.MustOK(e.RT("delete", id))
 		}
-		e.MustOK(e.RT("delete", id))
-	}
-	if list := listJSON(e); len(list) != 0 {
-		t.Errorf("list after deleting everything: %v", list)
-	}
+		if list := listJSON(e); len(list) != 0 {
+			e.T.Errorf("list after deleting everything: %v", list)
+		}
+	})
 }
 
 type listEntry struct {

@@ -77,51 +77,56 @@ echo SERVED`, ns.HostIP(), ns.HostIP6(), ns.HostIP(), port)
 		got <- data
 		io.WriteString(c, reply)
 	}()
-	if e2e.IsSkiff() {
-		if links := ns.Links(t); !slices.Contains(links, "tap0_skiff") {
-			t.Errorf("links in the namespace of a running container: %v, want a tap0_skiff", links)
+	e.Step("tap in the namespace", func(e *e2e.Env) {
+		e2e.SkiffOnly(e.T)
+		if links := ns.Links(e.T); !slices.Contains(links, "tap0_skiff") {
+			e.T.Errorf("links in the namespace of a created container: %v, want a tap0_skiff", links)
 		}
-	}
+	})
 	e.MustOK(e.RT("start", id))
 
-	e.WaitOutput(out, "PING-OK")
-	select {
-	case data := <-got:
-		if !bytes.Equal(data, want.Bytes()) {
-			t.Errorf("the host received %d bytes from the container, want the %d of seq 1 20000 (first difference at %d)", len(data), want.Len(), firstDiff(data, want.Bytes()))
-		}
-	case <-time.After(e2e.StopTimeout):
-		t.Fatalf("no connection from the container within %v; output so far:\n%s\nstderr:\n%s", e2e.StopTimeout, readFile(out), readFile(strings.Replace(out, "stdout-", "stderr-", 1)))
-	}
-	text := e.WaitOutput(out, "LISTENING")
-	if !strings.Contains(text, "REPLY="+reply+"\n") {
-		t.Errorf("the container did not print the host's %d-byte reply intact; output:\n%.400s", len(reply), text)
-	}
+	e.Step("ping over IPv4 and IPv6", func(e *e2e.Env) {
+		e.WaitOutput(out, "PING-OK")
+	})
 
-	// Now the other way: the host connects to the container's server.
-	payload := randomHex(t, 32<<10)
-	var conn net.Conn
-	deadline := time.Now().Add(e2e.StopTimeout)
-	for {
-		conn, err = net.DialTimeout("tcp", ns.ContainerIP()+":7000", 2*time.Second)
-		if err == nil || time.Now().After(deadline) {
-			break
+	e.Step("TCP from the container", func(e *e2e.Env) {
+		t := e.T
+		select {
+		case data := <-got:
+			if !bytes.Equal(data, want.Bytes()) {
+				t.Errorf("the host received %d bytes from the container, want the %d of seq 1 20000 (first difference at %d)", len(data), want.Len(), firstDiff(data, want.Bytes()))
+			}
+		case <-time.After(e2e.StopTimeout):
+			t.Fatalf("no connection from the container within %v; output so far:\n%s\nstderr:\n%s", e2e.StopTimeout, readFile(out), readFile(strings.Replace(out, "stdout-", "stderr-", 1)))
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("connect to the container's server at %s:7000: %v", ns.ContainerIP(), err)
-	}
-	conn.SetDeadline(time.Now().Add(e2e.StopTimeout))
-	go func() {
-		io.WriteString(conn, payload)
-		conn.(*net.TCPConn).CloseWrite()
-	}()
-	echoed, err := io.ReadAll(conn)
-	conn.Close()
-	if err != nil || string(echoed) != payload {
-		t.Errorf("the container's echo server returned %d bytes (err %v), want the %d sent", len(echoed), err, len(payload))
-	}
+		text := e.WaitOutput(out, "LISTENING")
+		if !strings.Contains(text, "REPLY="+reply+"\n") {
+			t.Errorf("the container did not print the host's %d-byte reply intact; output:\n%.400s", len(reply), text)
+		}
+	})
+
+	e.Step("TCP to the container", func(e *e2e.Env) {
+		t := e.T
+		payload := randomHex(t, 32<<10)
+		var conn net.Conn
+		dial := func() bool {
+			conn, err = net.DialTimeout("tcp", ns.ContainerIP()+":7000", 2*time.Second)
+			return err == nil
+		}
+		e.Poll(dial, func() string {
+			return fmt.Sprintf("connect to the container's server at %s:7000: %v", ns.ContainerIP(), err)
+		})
+		conn.SetDeadline(time.Now().Add(e2e.StopTimeout))
+		go func() {
+			io.WriteString(conn, payload)
+			conn.(*net.TCPConn).CloseWrite()
+		}()
+		echoed, err := io.ReadAll(conn)
+		conn.Close()
+		if err != nil || string(echoed) != payload {
+			t.Errorf("the container's echo server returned %d bytes (err %v), want the %d sent", len(echoed), err, len(payload))
+		}
+	})
 
 	e.WaitOutput(out, "SERVED")
 	e.WaitGone(pid)

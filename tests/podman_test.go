@@ -70,6 +70,8 @@ echo rocontent=$(cat /ro/f)`
 	}
 }
 
+// podman run -d, then exec (with and without stdin), kill with a signal
+// the container traps, logs, stop (TERM first) and wait for its status.
 func TestPodmanDetachedLifecycle(t *testing.T) {
 	t.Parallel()
 	root := e2e.PodmanRootfs(t)
@@ -78,27 +80,32 @@ func TestPodmanDetachedLifecycle(t *testing.T) {
 i=0; while true; do echo tick $i; i=$((i+1)); sleep 1 & wait $!; done`
 	e2e.PodmanOK(t, "run", "-d", "--name", name, "--rootfs", root, "/bin/sh", "-c", script)
 
-	r := e2e.Podman(t, nil, "exec", name, "/bin/sh", "-c", "echo in-exec; exit 5")
-	if r.Code != 5 || !strings.Contains(r.Stdout, "in-exec") {
-		t.Errorf("exec: %v", r)
-	}
-	r = e2e.Podman(t, strings.NewReader("via stdin\n"), "exec", "-i", name, "/bin/cat")
-	if r.Code != 0 || r.Stdout != "via stdin\n" {
-		t.Errorf("exec -i: %v", r)
-	}
-	e2e.PodmanOK(t, "kill", "-s", "USR1", name)
-	e2e.WaitFor(t, func() bool { return strings.Contains(e2e.PodmanOK(t, "logs", name).Stdout, "got-usr1") }, "the container's USR1 trap in podman logs")
-	if !strings.Contains(e2e.PodmanOK(t, "logs", name).Stdout, "tick 0") {
-		t.Error("podman logs lacks the container's first line")
-	}
-	e2e.PodmanOK(t, "stop", "-t", "20", name)
-	r = e2e.PodmanOK(t, "wait", name)
-	if strings.TrimSpace(r.Stdout) != "3" {
-		t.Errorf("podman wait printed %q, want the exit code 3", r.Stdout)
-	}
-	if !strings.Contains(e2e.PodmanOK(t, "logs", name).Stdout, "got-term") {
-		t.Error("podman stop did not deliver TERM first")
-	}
+	t.Run("exec", func(t *testing.T) {
+		r := e2e.Podman(t, nil, "exec", name, "/bin/sh", "-c", "echo in-exec; exit 5")
+		if r.Code != 5 || !strings.Contains(r.Stdout, "in-exec") {
+			t.Errorf("exec: %v", r)
+		}
+		r = e2e.Podman(t, strings.NewReader("via stdin\n"), "exec", "-i", name, "/bin/cat")
+		if r.Code != 0 || r.Stdout != "via stdin\n" {
+			t.Errorf("exec -i: %v", r)
+		}
+	})
+	t.Run("kill and logs", func(t *testing.T) {
+		e2e.PodmanOK(t, "kill", "-s", "USR1", name)
+		e2e.WaitFor(t, func() bool { return strings.Contains(e2e.PodmanOK(t, "logs", name).Stdout, "got-usr1") }, "the container's USR1 trap in podman logs")
+		if !strings.Contains(e2e.PodmanOK(t, "logs", name).Stdout, "tick 0") {
+			t.Error("podman logs lacks the container's first line")
+		}
+	})
+	t.Run("stop and wait", func(t *testing.T) {
+		e2e.PodmanOK(t, "stop", "-t", "20", name)
+		if r := e2e.PodmanOK(t, "wait", name); strings.TrimSpace(r.Stdout) != "3" {
+			t.Errorf("podman wait printed %q, want the exit code 3", r.Stdout)
+		}
+		if !strings.Contains(e2e.PodmanOK(t, "logs", name).Stdout, "got-term") {
+			t.Error("podman stop did not deliver TERM first")
+		}
+	})
 }
 
 func TestPodmanRmForceOfRunningContainer(t *testing.T) {
@@ -221,10 +228,7 @@ func TestPodmanTerminal(t *testing.T) {
 	syscall.Kill(cmd.Process.Pid, syscall.SIGWINCH)
 	tr.WaitFor(t, "size=33 101", func() { master.Write([]byte("\n")) })
 	master.Write([]byte("q\n"))
-	cmd.Wait()
-	if code := cmd.ProcessState.ExitCode(); code != 3 {
-		t.Errorf("podman run -t exited %d, want 3; terminal showed %q", code, tr)
-	}
+	e2e.WaitExit(t, cmd, 3, "podman run -t", tr)
 }
 
 // podman pause / unpause: the container stops running and continues.

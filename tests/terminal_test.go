@@ -141,10 +141,7 @@ func TestTerminalConsoleSocketForeground(t *testing.T) {
 	cs := newConsoleSocket(e)
 	cmd, out := startRuntime(ctx, e, "run", "--console-socket", cs.path, "--bundle", e.Bundle("t", e2e.SizeLoop(), terminalSpec), e.ID("t"))
 	checkTerminal(t, cs.wait(t))
-	cmd.Wait()
-	if code := cmd.ProcessState.ExitCode(); code != 3 {
-		t.Errorf("run with a terminal exited %d, want 3; output %q", code, out)
-	}
+	e2e.WaitExit(t, cmd, 3, "run with a terminal", out)
 }
 
 // exec with a terminal into one running container: --detach --tty
@@ -170,10 +167,7 @@ func TestTerminalExec(t *testing.T) {
 		cs := newConsoleSocket(e)
 		cmd, out := startRuntime(ctx, e, append([]string{"exec", "--tty", "--console-socket", cs.path, id}, e2e.SizeLoop()...)...)
 		checkTerminal(e.T, cs.wait(e.T))
-		cmd.Wait()
-		if code := cmd.ProcessState.ExitCode(); code != 3 {
-			e.T.Errorf("exec --tty exited %d, want 3; output %q", code, out)
-		}
+		e2e.WaitExit(e.T, cmd, 3, "exec --tty", out)
 	})
 
 	e.Step("on the caller's terminal", func(e *e2e.Env) {
@@ -183,10 +177,7 @@ func TestTerminalExec(t *testing.T) {
 		cmd := e.StartOnTerminal(slave, "exec", "--tty", id, "sh", "-c", `tty; echo "size=$(stty size)"; read x; echo "got=$x"; exit 6`)
 		tr.WaitFor(e.T, "size=22 77", nil)
 		master.Write([]byte("typed\r"))
-		cmd.Wait()
-		if code := cmd.ProcessState.ExitCode(); code != 6 {
-			e.T.Errorf("exec --tty on the caller's terminal exited %d, want 6; terminal showed %q", code, tr)
-		}
+		e2e.WaitExit(e.T, cmd, 6, "exec --tty on the caller's terminal", tr)
 		tr.WaitFor(e.T, "got=typed", nil)
 	})
 
@@ -212,10 +203,7 @@ func TestTerminalForegroundOwnTerminal(t *testing.T) {
 	tr := e2e.ReadTerminal(master)
 	b := e.Bundle("f", e2e.Sh(`tty; echo "size=$(stty size)"; exit 2`), terminalSpec)
 	cmd := e.StartOnTerminal(slave, "run", "--bundle", b, e.ID("f"))
-	cmd.Wait()
-	if code := cmd.ProcessState.ExitCode(); code != 2 {
-		t.Errorf("run on the caller's terminal exited %d, want 2; terminal showed %q", code, tr)
-	}
+	e2e.WaitExit(t, cmd, 2, "run on the caller's terminal", tr)
 	tr.WaitFor(t, "size=27 83", nil)
 	if !strings.Contains(tr.String(), "/dev/pts/") {
 		t.Errorf("terminal showed %q, want a /dev/pts path from tty", tr)

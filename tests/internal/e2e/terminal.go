@@ -110,3 +110,13 @@ func (e *Env) StartOnTerminal(tty *os.File, args ...string) *exec.Cmd {
 	}
 	return cmd
 }
+
+// WaitExit waits for cmd and fails t unless it exited with want; what
+// names the command, output (a terminal's, say) is shown on failure.
+func WaitExit(t *testing.T, cmd *exec.Cmd, want int, what string, output fmt.Stringer) {
+	t.Helper()
+	cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != want {
+		t.Errorf("%s exited %d, want %d; it showed %q", what, code, want, output)
+	}
+}
