@@ -6,24 +6,23 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/skiff-oci/skiff/tests/internal/e2e"
 )
 
-// run is the runtime invoked from any goroutine (the env helpers report
-// through t, which only the test's own goroutine may stop).
-func (e *env) runAsync(extra []string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 4*cmdTimeout)
+// runAsync is the runtime invoked from any goroutine (the env helpers
+// report through t, which only the test's own goroutine may stop).
+func runAsync(e *e2e.Env, extra []string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*e2e.CmdTimeout)
 	defer cancel()
-	full := append(append([]string{"--root", e.root}, extra...), args...)
-	cmd := exec.CommandContext(ctx, runtimeBin, full...)
+	cmd := e.Command(ctx, append(append([]string{}, extra...), args...)...)
 	var out bytes.Buffer
 	// create's stdio is inherited by the container: never a pipe we wait on.
-	f, err := os.CreateTemp(e.dir, "async-*")
+	f, err := os.CreateTemp(e.Dir, "async-*")
 	if err != nil {
 		return "", err
 	}
@@ -42,26 +41,23 @@ func (e *env) runAsync(extra []string, args ...string) (string, error) {
 // invocations on one state root: every step succeeds, every status is
 // right, nothing is left.
 func TestConcurrentLifecycles(t *testing.T) {
-	skiffOnly(t)
-	t.Parallel()
-	e := newEnv(t)
+	e2e.SkiffOnly(t)
+	e := e2e.NewEnv(t)
 	// 20 VMs booting at once on a small machine share its CPUs: allow
 	// them the time.
-	cfg := filepath.Join(e.dir, "slow.toml")
-	os.WriteFile(cfg, []byte("[hypervisor]\nboot_timeout = 200\n"), 0o644)
-	extra := []string{"--config", cfg}
-	b := e.bundle("c", sh("trap 'exit 0' TERM; while true; do sleep 1; done"))
+	extra := []string{"--config", e.WriteFile("slow.toml", "[hypervisor]\nboot_timeout = 200\n")}
+	b := e.Bundle("c", e2e.Sh("trap 'exit 0' TERM; while true; do sleep 1; done"))
 
 	const n = 20
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for i := 0; i < n; i++ {
-		id := e.id(fmt.Sprintf("p%d", i))
+		id := e.ID(fmt.Sprintf("p%d", i))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			step := func(args ...string) string {
-				out, err := e.runAsync(extra, args...)
+				out, err := runAsync(e, extra, args...)
 				if err != nil {
 					panic(err)
 				}
@@ -70,26 +66,21 @@ func TestConcurrentLifecycles(t *testing.T) {
 			defer func() {
 				if r := recover(); r != nil {
 					errs <- fmt.Errorf("%s: %v", id, r)
-					e.runAsync(nil, "delete", "--force", id)
+					runAsync(e, nil, "delete", "--force", id)
 				}
 			}()
 			step("create", "--bundle", b, id)
 			step("start", id)
-			var st containerState
+			var st e2e.ContainerState
 			if err := json.Unmarshal([]byte(step("state", id)), &st); err != nil || st.Status != "running" {
 				panic(fmt.Sprintf("state after start: %+v %v", st, err))
 			}
 			step("kill", id, "KILL")
-			deadline := time.Now().Add(stopTimeout)
-			for {
-				json.Unmarshal([]byte(step("state", id)), &st)
-				if st.Status == "stopped" {
-					break
-				}
+			for deadline := time.Now().Add(e2e.StopTimeout); st.Status != "stopped"; time.Sleep(200 * time.Millisecond) {
 				if time.Now().After(deadline) {
 					panic("not stopped after kill")
 				}
-				time.Sleep(200 * time.Millisecond)
+				json.Unmarshal([]byte(step("state", id)), &st)
 			}
 			step("delete", id)
 		}()
@@ -99,7 +90,7 @@ func TestConcurrentLifecycles(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if out, _ := e.runAsync(nil, "list", "--quiet"); strings.TrimSpace(out) != "" {
+	if out, _ := runAsync(e, nil, "list", "--quiet"); strings.TrimSpace(out) != "" {
 		t.Errorf("list after deleting everything: %q", out)
 	}
 }
@@ -107,11 +98,10 @@ func TestConcurrentLifecycles(t *testing.T) {
 // Parallel creates of one ID: exactly one wins, the others are refused
 // cleanly, and the winner is intact.
 func TestConcurrentCreatesOfOneID(t *testing.T) {
-	skiffOnly(t)
-	t.Parallel()
-	e := newEnv(t)
-	b := e.bundle("c", sh("sleep 60"))
-	id := e.id("same")
+	e2e.SkiffOnly(t)
+	e := e2e.NewEnv(t)
+	b := e.Bundle("c", e2e.Sh("sleep 60"))
+	id := e.ID("same")
 	const n = 5
 	var wg sync.WaitGroup
 	results := make(chan error, n)
@@ -119,7 +109,7 @@ func TestConcurrentCreatesOfOneID(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := e.runAsync(nil, "create", "--bundle", b, id)
+			_, err := runAsync(e, nil, "create", "--bundle", b, id)
 			results <- err
 		}()
 	}
@@ -136,8 +126,8 @@ func TestConcurrentCreatesOfOneID(t *testing.T) {
 	if wins != 1 {
 		t.Errorf("%d creates of one ID succeeded, want exactly 1", wins)
 	}
-	if st := e.state(id); st.Status != "created" {
+	if st := e.State(id); st.Status != "created" {
 		t.Errorf("the winner is %q, want created", st.Status)
 	}
-	e.mustOK(e.rt("delete", id))
+	e.MustOK(e.RT("delete", id))
 }

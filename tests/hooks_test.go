@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/skiff-oci/skiff/tests/internal/e2e"
 )
 
 // hookTo is a hook that appends "<name> <state JSON>" to log.
@@ -20,11 +22,10 @@ func hookTo(log, name string) specs.Hook {
 // the container's state on stdin. (skiff runs all of them on the host; runc
 // runs startContainer inside the container, where this log is not.)
 func TestHooksRunInOrderWithState(t *testing.T) {
-	skiffOnly(t)
-	t.Parallel()
-	e := newEnv(t)
-	log := filepath.Join(e.dir, "hooks.log")
-	b := e.bundle("c", sh("echo ran"), func(s *specs.Spec) {
+	e2e.SkiffOnly(t)
+	e := e2e.NewEnv(t)
+	log := filepath.Join(e.Dir, "hooks.log")
+	b := e.Bundle("c", e2e.Sh("echo ran"), func(s *specs.Spec) {
 		s.Hooks = &specs.Hooks{
 			Prestart:        []specs.Hook{hookTo(log, "prestart")},
 			CreateRuntime:   []specs.Hook{hookTo(log, "createRuntime")},
@@ -34,17 +35,16 @@ func TestHooksRunInOrderWithState(t *testing.T) {
 			Poststop:        []specs.Hook{hookTo(log, "poststop")},
 		}
 	})
-	id := e.id("c1")
-	e.create(id, b)
-	e.mustOK(e.rt("start", id))
-	e.waitStatus(id, "stopped")
-	e.mustOK(e.rt("delete", id))
+	id := e.ID("c1")
+	e.CreateStarted(id, b, "")
+	e.WaitStatus(id, "stopped")
+	e.MustOK(e.RT("delete", id))
 
 	data, _ := os.ReadFile(log)
 	var order []string
 	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
 		name, js, _ := strings.Cut(line, " ")
-		var st containerState
+		var st e2e.ContainerState
 		if err := json.Unmarshal([]byte(js), &st); err != nil || st.ID != id || st.Bundle != b {
 			t.Errorf("%s hook got state %q (%v), want this container's", name, js, err)
 		}
@@ -58,30 +58,24 @@ func TestHooksRunInOrderWithState(t *testing.T) {
 
 // A failing createRuntime hook fails create and leaves nothing behind.
 func TestHookFailureFailsCreateCleanly(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	b := e.bundle("c", sh("echo never"), func(s *specs.Spec) {
+	e := e2e.NewEnv(t)
+	b := e.Bundle("c", e2e.Sh("echo never"), func(s *specs.Spec) {
 		s.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "echo hook says no >&2; exit 3"}}}}
 	})
-	r, _ := e.rtFiles("create", "--bundle", b, e.id("c1"))
-	e.mustFail(r)
-	if _, err := os.Stat(filepath.Join(e.root, e.id("c1"))); !os.IsNotExist(err) {
-		t.Errorf("state left after a failed hook: %v", err)
-	}
+	r, _ := e.RTFiles("create", "--bundle", b, e.ID("c1"))
+	e.MustFail(r)
+	e.AssertNoStateDir(e.ID("c1"), "a failed hook")
 }
 
 // A hook whose path does not exist fails create with a message naming it.
 func TestHookUnknownPath(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	b := e.bundle("c", sh("echo never"), func(s *specs.Spec) {
+	e := e2e.NewEnv(t)
+	b := e.Bundle("c", e2e.Sh("echo never"), func(s *specs.Spec) {
 		s.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/nonexistent/hook"}}}
 	})
-	r, _ := e.rtFiles("create", "--bundle", b, e.id("c1"))
-	if msg := e.mustFail(r); !strings.Contains(msg, "/nonexistent/hook") {
+	r, _ := e.RTFiles("create", "--bundle", b, e.ID("c1"))
+	if msg := e.MustFail(r); !strings.Contains(msg, "/nonexistent/hook") {
 		t.Errorf("message %q does not name the hook", msg)
 	}
-	if _, err := os.Stat(filepath.Join(e.root, e.id("c1"))); !os.IsNotExist(err) {
-		t.Errorf("state left after a missing hook: %v", err)
-	}
+	e.AssertNoStateDir(e.ID("c1"), "a missing hook")
 }

@@ -8,9 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/skiff-oci/skiff/internal/dirsnap"
+	"github.com/skiff-oci/skiff/tests/internal/e2e"
 )
 
 // What `skiff install` writes, per target, below --prefix.
@@ -32,12 +32,6 @@ version = 2
     runtime_type = "io.containerd.runc.v2"   # the default
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
       SystemdCgroup = true`
-
-func skipUnlessSkiff(t *testing.T) {
-	if !isSkiff {
-		t.Skip("install is skiff's own verb")
-	}
-}
 
 // tree maps every file below dir to its mode and content.
 func tree(t *testing.T, dir string) map[string]string {
@@ -77,9 +71,9 @@ func putFile(t *testing.T, p, content string) {
 // install, install again (nothing changes), uninstall (byte for byte what
 // was there before, modes included, no backups left).
 func TestInstallRoundTrip(t *testing.T) {
-	skipUnlessSkiff(t)
-	e := newEnv(t)
-	prefix := filepath.Join(e.dir, "host")
+	e2e.SkiffOnly(t)
+	e := e2e.NewSerialEnv(t)
+	prefix := filepath.Join(e.Dir, "host")
 	putFile(t, prefix+installFiles["containerd"], containerdPackaged)
 	putFile(t, prefix+installFiles["crio"], "[crio.runtime]\ndefault_runtime = \"runc\"\n")
 	putFile(t, prefix+"/etc/containers/containers.conf", "[engine]\ncgroup_manager = \"cgroupfs\"\n")
@@ -87,13 +81,13 @@ func TestInstallRoundTrip(t *testing.T) {
 
 	for _, target := range []string{"podman", "crio", "containerd", "kubernetes"} {
 		path := prefix + installFiles[target]
-		r := e.mustOK(e.rt("install", "--for", target, "--prefix", prefix))
-		if !strings.Contains(r.stdout, path) || !(strings.Contains(r.stdout, "created") || strings.Contains(r.stdout, "updated")) {
+		r := e.MustOK(e.RT("install", "--for", target, "--prefix", prefix))
+		if !strings.Contains(r.Stdout, path) || !(strings.Contains(r.Stdout, "created") || strings.Contains(r.Stdout, "updated")) {
 			t.Errorf("install --for %s did not report writing %s: %v", target, path, r)
 		}
 		installed := tree(t, prefix)
-		r = e.mustOK(e.rt("install", "--for", target, "--prefix", prefix))
-		if !strings.Contains(r.stdout, "unchanged "+path) || strings.Contains(r.stdout, "created") || strings.Contains(r.stdout, "updated") {
+		r = e.MustOK(e.RT("install", "--for", target, "--prefix", prefix))
+		if !strings.Contains(r.Stdout, "unchanged "+path) || strings.Contains(r.Stdout, "created") || strings.Contains(r.Stdout, "updated") {
 			t.Errorf("second install --for %s changed something: %v", target, r)
 		}
 		sameTree(t, "after the second install --for "+target, tree(t, prefix), installed)
@@ -108,7 +102,7 @@ func TestInstallRoundTrip(t *testing.T) {
 	}
 	// --root given to skiff is the root the client passes back to it.
 	data, _ = os.ReadFile(prefix + installFiles["crio"])
-	for _, want := range []string{`[crio.runtime.runtimes.skiff]`, `runtime_type = "oci"`, `runtime_root = "` + e.root + `"`, `runtime_path = "/usr/local/bin/skiff"`} {
+	for _, want := range []string{`[crio.runtime.runtimes.skiff]`, `runtime_type = "oci"`, `runtime_root = "` + e.Root + `"`, `runtime_path = "/usr/local/bin/skiff"`} {
 		if !strings.Contains(string(data), want) {
 			t.Errorf("CRI-O drop-in lacks %s:\n%s", want, data)
 		}
@@ -118,11 +112,11 @@ func TestInstallRoundTrip(t *testing.T) {
 	}
 
 	for _, target := range []string{"kubernetes", "containerd", "crio", "podman"} {
-		e.mustOK(e.rt("uninstall", "--for", target, "--prefix", prefix))
+		e.MustOK(e.RT("uninstall", "--for", target, "--prefix", prefix))
 	}
 	sameTree(t, "after uninstall", tree(t, prefix), before)
-	r := e.mustOK(e.rt("uninstall", "--for", "crio", "--prefix", prefix))
-	if strings.Contains(r.stdout, "removed") || strings.Contains(r.stdout, "restored") {
+	r := e.MustOK(e.RT("uninstall", "--for", "crio", "--prefix", prefix))
+	if strings.Contains(r.Stdout, "removed") || strings.Contains(r.Stdout, "restored") {
 		t.Errorf("a second uninstall changed something: %v", r)
 	}
 	sameTree(t, "after a second uninstall", tree(t, prefix), before)
@@ -131,27 +125,27 @@ func TestInstallRoundTrip(t *testing.T) {
 // --dry-run prints every path and its full content, and writes nothing; the
 // RuntimeClass is sized from --config.
 func TestInstallDryRun(t *testing.T) {
-	skipUnlessSkiff(t)
-	e := newEnv(t)
-	prefix := filepath.Join(e.dir, "host")
+	e2e.SkiffOnly(t)
+	e := e2e.NewSerialEnv(t)
+	prefix := filepath.Join(e.Dir, "host")
 	putFile(t, prefix+installFiles["containerd"], containerdPackaged)
 	before := tree(t, prefix)
 	for _, target := range []string{"podman", "crio", "containerd"} {
-		r := e.mustOK(e.rt("install", "--for", target, "--prefix", prefix, "--dry-run"))
-		if !strings.HasPrefix(r.stdout, "# "+prefix+installFiles[target]+" (would ") || !strings.Contains(r.stdout, "skiff") {
+		r := e.MustOK(e.RT("install", "--for", target, "--prefix", prefix, "--dry-run"))
+		if !strings.HasPrefix(r.Stdout, "# "+prefix+installFiles[target]+" (would ") || !strings.Contains(r.Stdout, "skiff") {
 			t.Errorf("dry run for %s: %v", target, r)
 		}
 	}
-	r := e.mustOK(e.rt("install", "--for", "containerd", "--prefix", prefix, "--dry-run"))
-	if !strings.Contains(r.stdout, containerdPackaged) {
+	r := e.MustOK(e.RT("install", "--for", "containerd", "--prefix", prefix, "--dry-run"))
+	if !strings.Contains(r.Stdout, containerdPackaged) {
 		t.Errorf("dry run does not show the whole config.toml: %v", r)
 	}
 
-	cfg := filepath.Join(e.dir, "config.toml")
+	cfg := filepath.Join(e.Dir, "config.toml")
 	putFile(t, cfg, "[hypervisor]\ndefault_memory = 1024\ndefault_vcpus = 2\n")
-	r = e.mustOK(e.rt("--config", cfg, "install", "--for", "kubernetes", "--prefix", prefix, "--dry-run"))
+	r = e.MustOK(e.RT("--config", cfg, "install", "--for", "kubernetes", "--prefix", prefix, "--dry-run"))
 	for _, want := range []string{"kind: RuntimeClass\n", "handler: skiff\n", "memory: 1280Mi\n", "cpu: 500m\n"} {
-		if !strings.Contains(r.stdout, want) {
+		if !strings.Contains(r.Stdout, want) {
 			t.Errorf("runtime class dry run lacks %q: %v", want, r)
 		}
 	}
@@ -160,9 +154,9 @@ func TestInstallDryRun(t *testing.T) {
 
 // Mistakes are refused with a message, and nothing is written.
 func TestInstallRefusals(t *testing.T) {
-	skipUnlessSkiff(t)
-	e := newEnv(t)
-	prefix := filepath.Join(e.dir, "host")
+	e2e.SkiffOnly(t)
+	e := e2e.NewSerialEnv(t)
+	prefix := filepath.Join(e.Dir, "host")
 	putFile(t, prefix+installFiles["containerd"], "# version 1: no version line\n[plugins.cri]\n")
 	before := tree(t, prefix)
 	for _, args := range [][]string{
@@ -171,7 +165,7 @@ func TestInstallRefusals(t *testing.T) {
 		{"install", "--for", "crio", "--prefix", prefix, "--binary", "skiff"},
 		{"install", "--for", "containerd", "--prefix", prefix},
 	} {
-		msg := e.mustFail(e.rt(args...))
+		msg := e.MustFail(e.RT(args...))
 		t.Logf("%v: %s", args, strings.TrimSpace(msg))
 	}
 	sameTree(t, "after refusals", tree(t, prefix), before)
@@ -180,15 +174,15 @@ func TestInstallRefusals(t *testing.T) {
 // podman itself reads the drop-in: `podman --runtime skiff info` finds the
 // runtime named skiff at the path install wrote.
 func TestInstallPodmanReadsIt(t *testing.T) {
-	skipUnlessSkiff(t)
+	e2e.SkiffOnly(t)
 	podman, err := exec.LookPath("podman")
 	if err != nil {
-		t.Skip("podman is not installed")
+		t.Fatalf("podman is not installed (scripts/install-deps.sh installs it): %v", err)
 	}
-	e := newEnv(t)
-	prefix := filepath.Join(e.dir, "host")
-	e.mustOK(e.rt("install", "--for", "podman", "--prefix", prefix, "--binary", runtimeBin))
-	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	e := e2e.NewSerialEnv(t)
+	prefix := filepath.Join(e.Dir, "host")
+	e.MustOK(e.RT("install", "--for", "podman", "--prefix", prefix, "--binary", e2e.Bin()))
+	ctx, cancel := context.WithTimeout(context.Background(), e2e.CmdTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, podman, "--runtime", "skiff", "info", "--format", "{{.Host.OCIRuntime.Name}} {{.Host.OCIRuntime.Path}}")
 	// CONTAINERS_CONF names the one file podman reads instead of /etc's.
@@ -202,31 +196,31 @@ func TestInstallPodmanReadsIt(t *testing.T) {
 	if err != nil {
 		t.Fatalf("podman info: %v\n%s%s", err, out, stderr.Bytes())
 	}
-	if got, want := strings.TrimSpace(string(out)), "skiff "+runtimeBin; got != want {
+	if got, want := strings.TrimSpace(string(out)), "skiff "+e2e.Bin(); got != want {
 		t.Errorf("podman's runtime: %q, want %q (stderr: %q)", got, want, stderr.String())
 	}
-	e.mustOK(e.rt("uninstall", "--for", "podman", "--prefix", prefix))
+	e.MustOK(e.RT("uninstall", "--for", "podman", "--prefix", prefix))
 }
 
 // containerd reads the edited config.toml, where it is installed.
 func TestInstallContainerdReadsIt(t *testing.T) {
-	skipUnlessSkiff(t)
+	e2e.SkiffOnly(t)
 	containerd, err := exec.LookPath("containerd")
 	if err != nil {
 		t.Skip("containerd is not installed")
 	}
-	e := newEnv(t)
+	e := e2e.NewSerialEnv(t)
 	configs := map[string]string{"hand-edited": containerdPackaged}
 	// The file the distribution's package installed, if there is one.
 	if data, err := os.ReadFile("/etc/containerd/config.toml"); err == nil {
 		configs["packaged"] = string(data)
 	}
 	for name, content := range configs {
-		prefix := filepath.Join(e.dir, name)
+		prefix := filepath.Join(e.Dir, name)
 		path := prefix + installFiles["containerd"]
 		putFile(t, path, content)
-		e.mustOK(e.rt("install", "--for", "containerd", "--prefix", prefix))
-		ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+		e.MustOK(e.RT("install", "--for", "containerd", "--prefix", prefix))
+		ctx, cancel := context.WithTimeout(context.Background(), e2e.CmdTimeout)
 		out, err := exec.CommandContext(ctx, containerd, "--config", path, "config", "dump").CombinedOutput()
 		cancel()
 		if err != nil {
@@ -237,50 +231,9 @@ func TestInstallContainerdReadsIt(t *testing.T) {
 				t.Errorf("%s: containerd config dump lacks %s:\n%s", name, want, out)
 			}
 		}
-		e.mustOK(e.rt("uninstall", "--for", "containerd", "--prefix", prefix))
+		e.MustOK(e.RT("uninstall", "--for", "containerd", "--prefix", prefix))
 		if data, _ := os.ReadFile(path); string(data) != content {
 			t.Errorf("%s: after uninstall config.toml is\n%s", name, data)
-		}
-	}
-}
-
-// The completion script is valid bash and completes skiff's verbs and
-// --for's values; the man page is generated from the same definitions.
-func TestInstallCompletionAndMan(t *testing.T) {
-	skipUnlessSkiff(t)
-	e := newEnv(t)
-	r := e.mustOK(e.rt("completion", "bash"))
-	script := filepath.Join(e.dir, "skiff.bash")
-	putFile(t, script, r.stdout)
-	complete := func(words ...string) string {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		prog := `source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _skiff; echo "${COMPREPLY[*]}"`
-		out, err := exec.CommandContext(ctx, "bash", append([]string{"-c", prog, "bash", script}, words...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("bash completion of %q: %v\n%s", words, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	if got := complete("skiff", "uni"); got != "uninstall" {
-		t.Errorf("completing `skiff uni`: %q", got)
-	}
-	if got := complete("skiff", "--root", "/x", "install", "--for", "c"); got != "crio containerd" {
-		t.Errorf("completing `install --for c`: %q", got)
-	}
-	if got := complete("skiff", "install", "--dr"); got != "--dry-run" {
-		t.Errorf("completing `install --dr`: %q", got)
-	}
-	if r := e.mustOK(e.rt("completion", "zsh")); !strings.HasPrefix(r.stdout, "#compdef skiff\n") {
-		t.Errorf("zsh completion: %v", r)
-	}
-	e.mustFail(e.rt("completion", "fish"))
-
-	r = e.mustOK(e.rt("man"))
-	for _, want := range []string{".TH skiff 8", "install", "uninstall", "--dry-run", "runc"} {
-		if !strings.Contains(r.stdout, want) {
-			t.Errorf("man page lacks %q", want)
 		}
 	}
 }

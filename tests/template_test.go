@@ -13,68 +13,57 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/skiff-oci/skiff/tests/internal/e2e"
 )
 
 // VM templates: sandboxes restored from a saved guest must behave like
 // cold-booted ones, must not share random state, and a broken template
 // must never fail a sandbox.
 
-// factoryEnv is a config whose templates live in the test's own directory.
-func (e *env) factoryConfig() (cfg, dir string) {
-	dir = filepath.Join(e.dir, "factory")
-	cfg = filepath.Join(e.dir, "factory.toml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("[factory]\ntemplate = true\ndir = %q\n", dir)), 0o644)
-	return cfg, dir
-}
+// randomAndClock is a probe script's start: 16 random bytes of the guest
+// and its clock, for checkRandomAndClock.
+const randomAndClock = `echo rand=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+echo now=$(date +%s)`
 
-func templateDirs(t *testing.T, dir string) []string {
+// checkRandomAndClock checks what randomAndClock printed in a sandbox
+// restored from a saved VM (a template, a pool): random bytes no other
+// sandbox in seen had, and the host's time, give or take 5 s.
+func checkRandomAndClock(t *testing.T, kv map[string]string, seen map[string]bool, which string) {
 	t.Helper()
-	ents, _ := os.ReadDir(dir)
-	var out []string
-	for _, e := range ents {
-		if e.IsDir() {
-			if _, err := os.Stat(filepath.Join(dir, e.Name(), "template.json")); err == nil {
-				out = append(out, e.Name())
-			}
-		}
+	// (With RDRAND, which TCG's -cpu max and KVM hosts offer, the guest
+	// kernel mixes it in anyway; this guards the rest.)
+	if kv["rand"] == "" || seen[kv["rand"]] {
+		t.Errorf("%s: guest random bytes %q repeat another restored VM's", which, kv["rand"])
 	}
-	return out
+	seen[kv["rand"]] = true
+	now, err := strconv.ParseInt(kv["now"], 10, 64)
+	if d := time.Since(time.Unix(now, 0)); err != nil || d > 5*time.Second || d < -5*time.Second {
+		t.Errorf("%s: guest clock %q is %v off the host's", which, kv["now"], d)
+	}
 }
 
 func TestTemplateClonesHaveTheirOwnRandomStateAndClock(t *testing.T) {
-	skiffOnly(t)
-	t.Parallel()
-	e := newEnv(t)
-	cfg, dir := e.factoryConfig()
-	e.mustOK(e.rt("--config", cfg, "factory", "init"))
-	if got := templateDirs(t, dir); len(got) != 1 {
+	e2e.SkiffOnly(t)
+	e := e2e.NewEnv(t)
+	cfg, dir := e.FactoryConfig(0)
+	e.MustOK(e.RT("--config", cfg, "factory", "init"))
+	if got := e2e.TemplateDirs(t, dir); len(got) != 1 {
 		t.Fatalf("factory init made templates %v, want one", got)
 	}
 	// The template's clock stopped when it was saved: let it fall behind,
 	// so that a clone that kept it shows.
 	time.Sleep(10 * time.Second)
-	b := e.bundle("c", sh("echo rand=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'); echo now=$(date +%s)"))
+	b := e.Bundle("c", e2e.Sh(randomAndClock))
 	seen := map[string]bool{}
 	for i := 0; i < 2; i++ {
-		log := filepath.Join(e.dir, fmt.Sprintf("log-%d", i))
-		r := e.mustOK(e.rt("--config", cfg, "--debug", "--log", log, "run", "--bundle", b, e.id(fmt.Sprintf("c%d", i))))
-		kv := keyValues(r.stdout)
-		if l, _ := os.ReadFile(log); !strings.Contains(string(l), "restored from template") {
-			t.Errorf("run %d was not restored from the template; log:\n%s", i, l)
-		}
-		// (With RDRAND, which TCG's -cpu max and KVM hosts offer, the
-		// guest kernel mixes it in anyway; this guards the rest.)
-		if kv["rand"] == "" || seen[kv["rand"]] {
-			t.Errorf("run %d: guest random bytes %q repeat another clone's", i, kv["rand"])
-		}
-		seen[kv["rand"]] = true
-		now, err := strconv.ParseInt(kv["now"], 10, 64)
-		if d := time.Since(time.Unix(now, 0)); err != nil || d > 5*time.Second || d < -5*time.Second {
-			t.Errorf("run %d: guest clock %q is %v off the host's", i, kv["now"], d)
-		}
+		r, log := runWithLog(e, cfg, b, e.ID(fmt.Sprintf("c%d", i)))
+		e.MustOK(r)
+		e2e.LogHas(t, log, "restored from template", fmt.Sprintf("run %d was not restored from the template", i))
+		checkRandomAndClock(t, e2e.KeyValues(r.Stdout), seen, fmt.Sprintf("run %d", i))
 	}
-	e.mustOK(e.rt("--config", cfg, "factory", "destroy"))
-	if got := templateDirs(t, dir); len(got) != 0 {
+	e.MustOK(e.RT("--config", cfg, "factory", "destroy"))
+	if got := e2e.TemplateDirs(t, dir); len(got) != 0 {
 		t.Errorf("templates left after destroy: %v", got)
 	}
 }
@@ -86,7 +75,7 @@ func TestTemplateClonesHaveTheirOwnRandomStateAndClock(t *testing.T) {
 // the clone's guest crashes and its first answer never comes, or (q35's
 // TPR patching reads guest memory) QEMU fails the restore itself.
 func TestDamagedTemplateFallsBackToColdBoot(t *testing.T) {
-	skiffOnly(t)
+	e2e.SkiffOnly(t)
 	t.Parallel()
 	for _, c := range []struct {
 		name   string
@@ -110,22 +99,21 @@ func TestDamagedTemplateFallsBackToColdBoot(t *testing.T) {
 		}, []string{"restored guest failed", "load of migration failed"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			e := newEnv(t)
-			cfg, dir := e.factoryConfig()
-			e.mustOK(e.rt("--config", cfg, "factory", "init"))
-			tpl := templateDirs(t, dir)
+			e := e2e.NewEnv(t)
+			cfg, dir := e.FactoryConfig(0)
+			e.MustOK(e.RT("--config", cfg, "factory", "init"))
+			tpl := e2e.TemplateDirs(t, dir)
 			if len(tpl) != 1 {
 				t.Fatalf("templates %v, want one", tpl)
 			}
 			if err := c.damage(filepath.Join(dir, tpl[0])); err != nil {
 				t.Fatal(err)
 			}
-			b := e.bundle("c", sh("echo ok"))
-			log := filepath.Join(e.dir, "log")
-			r := e.mustOK(e.rt("--config", cfg, "--log", log, "run", "--bundle", b, e.id("c1")))
-			if strings.TrimSpace(r.stdout) != "ok" {
-				t.Errorf("stdout %q after a damaged template", r.stdout)
+			b := e.Bundle("c", e2e.Sh("echo ok"))
+			log := filepath.Join(e.Dir, "log")
+			r := e.MustOK(e.RT("--config", cfg, "--log", log, "run", "--bundle", b, e.ID("c1")))
+			if strings.TrimSpace(r.Stdout) != "ok" {
+				t.Errorf("stdout %q after a damaged template", r.Stdout)
 			}
 			l, _ := os.ReadFile(log)
 			said := false
@@ -135,14 +123,12 @@ func TestDamagedTemplateFallsBackToColdBoot(t *testing.T) {
 			if !strings.Contains(string(l), "booting cold") || !said {
 				t.Errorf("no warning that says one of %q about the unusable template in the log:\n%s", c.why, l)
 			}
-			log2 := filepath.Join(e.dir, "log2")
-			e.mustOK(e.rt("--config", cfg, "--debug", "--log", log2, "run", "--bundle", b, e.id("c2")))
-			if got := templateDirs(t, dir); len(got) != 1 {
+			r, log2 := runWithLog(e, cfg, b, e.ID("c2"))
+			e.MustOK(r)
+			if got := e2e.TemplateDirs(t, dir); len(got) != 1 {
 				t.Errorf("templates after the fallback: %v, want one rebuilt", got)
 			}
-			if l, _ := os.ReadFile(log2); !strings.Contains(string(l), "restored from template") {
-				t.Errorf("the next sandbox was not restored from a rebuilt template; log:\n%s", l)
-			}
+			e2e.LogHas(t, log2, "restored from template", "the next sandbox was not restored from a rebuilt template")
 		})
 	}
 }
@@ -152,10 +138,9 @@ func TestDamagedTemplateFallsBackToColdBoot(t *testing.T) {
 // each file alone, each directory with what is mounted below it on the
 // host, and each read-only (all the way down) when its mount says so.
 func TestTemplateServesManyBinds(t *testing.T) {
-	skiffOnly(t)
-	t.Parallel()
-	e := newEnv(t)
-	cfg, _ := e.factoryConfig()
+	e2e.SkiffOnly(t)
+	e := e2e.NewEnv(t)
+	cfg, _ := e.FactoryConfig(0)
 	var mounts []specs.Mount
 	script := ""
 	rwOrRo := func(i int) (string, []string) {
@@ -165,7 +150,7 @@ func TestTemplateServesManyBinds(t *testing.T) {
 		return "rw", []string{"rbind", "rw"}
 	}
 	for i := 0; i < 6; i++ {
-		f := filepath.Join(e.dir, fmt.Sprintf("src%d", i), "same-name")
+		f := filepath.Join(e.Dir, fmt.Sprintf("src%d", i), "same-name")
 		os.MkdirAll(filepath.Dir(f), 0o755)
 		os.WriteFile(f, []byte(fmt.Sprintf("file-%d\n", i)), 0o644)
 		_, opts := rwOrRo(i)
@@ -176,7 +161,7 @@ func TestTemplateServesManyBinds(t *testing.T) {
 	// Eight directories, each with a tmpfs mounted below it on the host.
 	const dirs = 8
 	for i := 0; i < dirs; i++ {
-		d := filepath.Join(e.dir, fmt.Sprintf("dir%d", i))
+		d := filepath.Join(e.Dir, fmt.Sprintf("dir%d", i))
 		os.MkdirAll(filepath.Join(d, "sub"), 0o755)
 		os.WriteFile(filepath.Join(d, "seed"), []byte(fmt.Sprintf("dir-%d\n", i)), 0o644)
 		if err := syscall.Mount("tmpfs", filepath.Join(d, "sub"), "tmpfs", 0, "size=1m"); err != nil {
@@ -190,35 +175,33 @@ func TestTemplateServesManyBinds(t *testing.T) {
 		script += fmt.Sprintf("echo d%d=$(cat %s/seed)/$(cat %s/sub/marker); ", i, dest, dest) +
 			fmt.Sprintf("(echo x > %s/new && echo x > %s/sub/new) 2>/dev/null && echo dw%d=rw || echo dw%d=ro\n", dest, dest, i, i)
 	}
-	b := e.bundle("many", sh(script), func(s *specs.Spec) { s.Mounts = append(s.Mounts, mounts...) })
-	e.mustOK(e.rt("--config", cfg, "factory", "init"))
-	log := filepath.Join(e.dir, "log")
-	r := e.mustOK(e.rt("--config", cfg, "--debug", "--log", log, "run", "--bundle", b, e.id("many")))
-	if l, _ := os.ReadFile(log); !strings.Contains(string(l), "restored from template") {
-		t.Errorf("a sandbox with 6 file and %d directory binds was not restored from the template; log:\n%s", dirs, l)
-	}
-	kv := keyValues(r.stdout)
+	b := e.Bundle("many", e2e.Sh(script), e2e.Mounts(mounts...))
+	e.MustOK(e.RT("--config", cfg, "factory", "init"))
+	r, log := runWithLog(e, cfg, b, e.ID("many"))
+	e.MustOK(r)
+	e2e.LogHas(t, log, "restored from template", fmt.Sprintf("a sandbox with 6 file and %d directory binds was not restored from the template", dirs))
+	kv := e2e.KeyValues(r.Stdout)
 	for i := 0; i < 6; i++ {
-		wantKV(t, kv, fmt.Sprintf("f%d", i), fmt.Sprintf("file-%d", i))
+		e2e.WantKV(t, kv, fmt.Sprintf("f%d", i), fmt.Sprintf("file-%d", i))
 		want, _ := rwOrRo(i)
-		wantKV(t, kv, fmt.Sprintf("w%d", i), want)
-		host, _ := os.ReadFile(filepath.Join(e.dir, fmt.Sprintf("src%d", i), "same-name"))
+		e2e.WantKV(t, kv, fmt.Sprintf("w%d", i), want)
+		host, _ := os.ReadFile(filepath.Join(e.Dir, fmt.Sprintf("src%d", i), "same-name"))
 		if wrote := strings.Contains(string(host), fmt.Sprintf("w%d", i)); wrote != (want == "rw") {
 			t.Errorf("file %d (%s): the host file reads %q", i, want, host)
 		}
 	}
 	for i := 0; i < dirs; i++ {
-		wantKV(t, kv, fmt.Sprintf("d%d", i), fmt.Sprintf("dir-%d/sub-%d", i, i))
+		e2e.WantKV(t, kv, fmt.Sprintf("d%d", i), fmt.Sprintf("dir-%d/sub-%d", i, i))
 		want, _ := rwOrRo(i)
-		wantKV(t, kv, fmt.Sprintf("dw%d", i), want)
-		d := filepath.Join(e.dir, fmt.Sprintf("dir%d", i))
+		e2e.WantKV(t, kv, fmt.Sprintf("dw%d", i), want)
+		d := filepath.Join(e.Dir, fmt.Sprintf("dir%d", i))
 		for _, p := range []string{filepath.Join(d, "new"), filepath.Join(d, "sub", "new")} {
 			if _, err := os.Stat(p); (err == nil) != (want == "rw") {
 				t.Errorf("directory %d (%s): %s exists on the host: %v", i, want, p, err == nil)
 			}
 		}
 	}
-	e.mustOK(e.rt("--config", cfg, "factory", "destroy"))
+	e.MustOK(e.RT("--config", cfg, "factory", "destroy"))
 }
 
 // A guest image whose agent speaks another protocol version (skiff
@@ -226,12 +209,11 @@ func TestTemplateServesManyBinds(t *testing.T) {
 // says what to do: no template is saved from it (clones skip the version
 // check and rely on the template's), and nothing is left behind.
 func TestTemplateOfAnotherAgentVersionIsRefused(t *testing.T) {
-	skiffOnly(t)
-	t.Parallel()
-	e := newEnv(t)
+	e2e.SkiffOnly(t)
+	e := e2e.NewEnv(t)
 	guest := map[string]string{}
 	section := ""
-	for _, line := range strings.Split(e.mustOK(e.rt("env")).stdout, "\n") {
+	for _, line := range strings.Split(e.MustOK(e.RT("env")).Stdout, "\n") {
 		line = strings.TrimSpace(line)
 		if strings.HasPrefix(line, "[") {
 			section = line
@@ -245,7 +227,7 @@ func TestTemplateOfAnotherAgentVersionIsRefused(t *testing.T) {
 	}
 	// The default guest image with its /init replaced: the kernel unpacks
 	// concatenated cpio archives in order, the later file winning.
-	stage := filepath.Join(e.dir, "stage")
+	stage := filepath.Join(e.Dir, "stage")
 	os.Mkdir(stage, 0o755)
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -267,26 +249,19 @@ func TestTemplateOfAnotherAgentVersionIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	initrd := filepath.Join(e.dir, "other-agent.img")
-	os.WriteFile(initrd, append(base, extra...), 0o644)
-
-	dir := filepath.Join(e.dir, "factory")
-	cfg := filepath.Join(e.dir, "other.toml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("[hypervisor]\nkernel = %q\ninitrd = %q\n[factory]\ntemplate = true\ndir = %q\n",
-		guest["kernel"], initrd, dir)), 0o644)
-	log := filepath.Join(e.dir, "log")
-	id := e.id("other")
-	r := e.rt("--config", cfg, "--debug", "--log", log, "run", "--bundle", e.bundle("other", []string{"/bin/true"}), id)
-	if r.code == 0 || !strings.Contains(r.stderr, "protocol version 1001") || !strings.Contains(r.stderr, "make guest") {
+	initrd := e.WriteFile("other-agent.img", string(append(base, extra...)))
+	dir := filepath.Join(e.Dir, "factory")
+	cfg := e.WriteFile("other.toml", fmt.Sprintf("[hypervisor]\nkernel = %q\ninitrd = %q\n", guest["kernel"], initrd)+e2e.FactoryTOML(dir, 0))
+	id := e.ID("other")
+	r, log := runWithLog(e, cfg, e.Bundle("other", []string{"/bin/true"}), id)
+	if r.Code == 0 || !strings.Contains(r.Stderr, "protocol version 1001") || !strings.Contains(r.Stderr, "make guest") {
 		t.Errorf("a guest agent of another protocol version: want a failure that says so and what to do; got %v", r)
 	}
-	if l, _ := os.ReadFile(log); !strings.Contains(string(l), "VM template unusable") {
-		t.Errorf("no warning that the template could not be built; log:\n%s", l)
-	}
-	if got := templateDirs(t, dir); len(got) != 0 {
+	e2e.LogHas(t, log, "VM template unusable", "no warning that the template could not be built")
+	if got := e2e.TemplateDirs(t, dir); len(got) != 0 {
 		t.Errorf("a template was saved from a guest of another protocol version: %v", got)
 	}
-	if r := e.rt("state", id); r.code == 0 {
+	if r := e.RT("state", id); r.Code == 0 {
 		t.Errorf("the failed run left its container behind: %v", r)
 	}
 }

@@ -9,12 +9,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/skiff-oci/skiff/tests/internal/e2e"
 )
 
 // consoleSocket is what conmon or containerd listens on for a terminal's
@@ -25,13 +26,12 @@ type consoleSocket struct {
 	errs   chan error
 }
 
-func (e *env) consoleSocket() *consoleSocket {
-	e.t.Helper()
-	e.n++
-	path := filepath.Join(e.dir, fmt.Sprintf("console-%d.sock", e.n))
+func newConsoleSocket(e *e2e.Env) *consoleSocket {
+	e.T.Helper()
+	path := e.FreshPath("console.sock")
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	cs := &consoleSocket{path: path, master: make(chan *os.File, 1), errs: make(chan error, 1)}
 	go func() {
@@ -73,76 +73,23 @@ func (cs *consoleSocket) wait(t *testing.T) *os.File {
 		return m
 	case err := <-cs.errs:
 		t.Fatalf("console socket: %v", err)
-	case <-time.After(cmdTimeout):
-		t.Fatalf("no console master arrived on %s within %v", cs.path, cmdTimeout)
+	case <-time.After(e2e.CmdTimeout):
+		t.Fatalf("no console master arrived on %s within %v", cs.path, e2e.CmdTimeout)
 	}
 	return nil
 }
 
-// termReader collects what a terminal master reads, in the background.
-type termReader struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func readTerminal(f *os.File) *termReader {
-	tr := &termReader{}
-	go func() {
-		b := make([]byte, 4096)
-		for {
-			n, err := f.Read(b)
-			tr.mu.Lock()
-			tr.buf.Write(b[:n])
-			tr.mu.Unlock()
-			if err != nil {
-				return
-			}
-		}
-	}()
-	return tr
-}
-
-func (tr *termReader) String() string {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	return tr.buf.String()
-}
-
-// waitFor waits until the terminal showed want; each poll first calls
-// poke (if not nil), to prod the process for more output.
-func (tr *termReader) waitFor(t *testing.T, want string, poke func()) {
-	t.Helper()
-	deadline := time.Now().Add(stopTimeout)
-	for !strings.Contains(tr.String(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("terminal never showed %q within %v; it showed %q", want, stopTimeout, tr.String())
-		}
-		if poke != nil {
-			poke()
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
-}
-
-// sizeLoop prints its terminal, then the terminal's size for every line
-// it reads, and exits 3 on "q".
-var sizeLoop = sh(`tty; while read x; do [ "$x" = q ] && exit 3; echo "size=$(stty size)"; done`)
-
-// checkTerminal drives a process that runs sizeLoop on master: the
+// checkTerminal drives a process that runs e2e.SizeLoop on master: the
 // terminal is a /dev/pts one in the guest, and a resize of the master
 // reaches it.
 func checkTerminal(t *testing.T, master *os.File) {
 	t.Helper()
-	tr := readTerminal(master)
-	tr.waitFor(t, "/dev/pts/", nil)
-	if err := unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 31, Col: 97}); err != nil {
-		t.Fatal(err)
-	}
-	tr.waitFor(t, "size=31 97", func() { master.Write([]byte("\n")) })
-	if err := unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 50, Col: 132}); err != nil {
-		t.Fatal(err)
-	}
-	tr.waitFor(t, "size=50 132", func() { master.Write([]byte("\n")) })
+	tr := e2e.ReadTerminal(master)
+	tr.WaitFor(t, "/dev/pts/", nil)
+	e2e.SetSize(t, master, 31, 97)
+	tr.WaitFor(t, "size=31 97", func() { master.Write([]byte("\n")) })
+	e2e.SetSize(t, master, 50, 132)
+	tr.WaitFor(t, "size=50 132", func() { master.Write([]byte("\n")) })
 	master.Write([]byte("q\n"))
 	// The guest's terminal turns "\n" into "\r\n"; nothing on the way may
 	// do it again.
@@ -152,14 +99,13 @@ func checkTerminal(t *testing.T, master *os.File) {
 }
 
 // startRuntime starts the runtime in the background, with output kept.
-func (e *env) startRuntime(ctx context.Context, args ...string) (*exec.Cmd, *bytes.Buffer) {
-	e.t.Helper()
+func startRuntime(ctx context.Context, e *e2e.Env, args ...string) (*exec.Cmd, *bytes.Buffer) {
+	e.T.Helper()
 	var out bytes.Buffer
-	cmd := exec.CommandContext(ctx, runtimeBin, append([]string{"--root", e.root}, args...)...)
+	cmd := e.Command(ctx, args...)
 	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	return cmd, &out
 }
@@ -170,106 +116,95 @@ func terminalSpec(s *specs.Spec) { s.Process.Terminal = true }
 // arrives on the socket, as from runc, and the guest's terminal follows
 // its size.
 func TestTerminalConsoleSocket(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	cs := e.consoleSocket()
-	id := e.id("t")
-	pidFile := filepath.Join(e.dir, "t.pid")
-	r, _ := e.rtFiles("create", "--console-socket", cs.path, "--pid-file", pidFile, "--bundle", e.bundle("t", sizeLoop, terminalSpec), id)
-	e.mustOK(r)
+	e := e2e.NewEnv(t)
+	cs := newConsoleSocket(e)
+	id := e.ID("t")
+	pidFile := filepath.Join(e.Dir, "t.pid")
+	r, _ := e.RTFiles("create", "--console-socket", cs.path, "--pid-file", pidFile, "--bundle", e.Bundle("t", e2e.SizeLoop(), terminalSpec), id)
+	e.MustOK(r)
 	master := cs.wait(t)
-	pid := e.state(id).Pid
-	e.mustOK(e.rt("start", id))
+	pid := e.State(id).Pid
+	e.MustOK(e.RT("start", id))
 	checkTerminal(t, master)
-	e.waitStatus(id, "stopped")
-	e.waitGone(pid)
-	e.mustOK(e.rt("delete", id))
+	e.WaitStatus(id, "stopped")
+	e.WaitGone(pid)
+	e.MustOK(e.RT("delete", id))
 }
 
 // skiff also takes a console socket in the foreground (runc ignores it
 // there), which shows the exit status of a terminal process.
 func TestTerminalConsoleSocketForeground(t *testing.T) {
-	skiffOnly(t)
-	t.Parallel()
-	e := newEnv(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*cmdTimeout)
+	e2e.SkiffOnly(t)
+	e := e2e.NewEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*e2e.CmdTimeout)
 	defer cancel()
-	cs := e.consoleSocket()
-	cmd, out := e.startRuntime(ctx, "run", "--console-socket", cs.path, "--bundle", e.bundle("t", sizeLoop, terminalSpec), e.id("t"))
+	cs := newConsoleSocket(e)
+	cmd, out := startRuntime(ctx, e, "run", "--console-socket", cs.path, "--bundle", e.Bundle("t", e2e.SizeLoop(), terminalSpec), e.ID("t"))
 	checkTerminal(t, cs.wait(t))
-	cmd.Wait()
-	if code := cmd.ProcessState.ExitCode(); code != 3 {
-		t.Errorf("run with a terminal exited %d, want 3; output %q", code, out)
-	}
-
-	id, _, _ := e.startExecTarget("te")
-	cs = e.consoleSocket()
-	cmd, out = e.startRuntime(ctx, append([]string{"exec", "--tty", "--console-socket", cs.path, id}, sizeLoop...)...)
-	checkTerminal(t, cs.wait(t))
-	cmd.Wait()
-	if code := cmd.ProcessState.ExitCode(); code != 3 {
-		t.Errorf("exec --tty exited %d, want 3; output %q", code, out)
-	}
-	e.mustOK(e.rt("delete", "--force", id))
+	e2e.WaitExit(t, cmd, 3, "run with a terminal", out)
 }
 
-// exec --detach --tty --console-socket into a running container, as conmon
-// calls it; and exec --tty in the foreground on the caller's terminal.
+// exec with a terminal into one running container: --detach --tty
+// --console-socket as conmon calls it, --tty --console-socket in the
+// foreground (skiff only: runc ignores the socket there), --tty on the
+// caller's own terminal, and --tty --detach with nowhere for the terminal
+// to go refused.
 func TestTerminalExec(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	id, _, _ := e.startExecTarget("te")
-	cs := e.consoleSocket()
-	r, _ := e.rtFiles(append([]string{"exec", "--detach", "--tty", "--console-socket", cs.path, id}, sizeLoop...)...)
-	e.mustOK(r)
-	checkTerminal(t, cs.wait(t))
+	e := e2e.NewEnv(t)
+	id, _, _ := e.StartExecTarget("te")
 
-	master, slave := openPty(t)
-	if err := unix.IoctlSetWinsize(int(slave.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 22, Col: 77}); err != nil {
-		t.Fatal(err)
-	}
-	tr := readTerminal(master)
-	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, runtimeBin, "--root", e.root, "exec", "--tty", id, "sh", "-c", `tty; echo "size=$(stty size)"; read x; echo "got=$x"; exit 6`)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	tr.waitFor(t, "size=22 77", nil)
-	master.Write([]byte("typed\r"))
-	cmd.Wait()
-	if code := cmd.ProcessState.ExitCode(); code != 6 {
-		t.Errorf("exec --tty on the caller's terminal exited %d, want 6; terminal showed %q", code, tr)
-	}
-	tr.waitFor(t, "got=typed", nil)
-	e.mustOK(e.rt("delete", "--force", id))
+	e.Step("detached with a console socket", func(e *e2e.Env) {
+		cs := newConsoleSocket(e)
+		r, _ := e.RTFiles(append([]string{"exec", "--detach", "--tty", "--console-socket", cs.path, id}, e2e.SizeLoop()...)...)
+		e.MustOK(r)
+		checkTerminal(e.T, cs.wait(e.T))
+	})
+
+	e.Step("foreground with a console socket", func(e *e2e.Env) {
+		e2e.SkiffOnly(e.T)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*e2e.CmdTimeout)
+		defer cancel()
+		cs := newConsoleSocket(e)
+		cmd, out := startRuntime(ctx, e, append([]string{"exec", "--tty", "--console-socket", cs.path, id}, e2e.SizeLoop()...)...)
+		checkTerminal(e.T, cs.wait(e.T))
+		e2e.WaitExit(e.T, cmd, 3, "exec --tty", out)
+	})
+
+	e.Step("on the caller's terminal", func(e *e2e.Env) {
+		master, slave := e2e.OpenPty(e.T)
+		e2e.SetSize(e.T, slave, 22, 77)
+		tr := e2e.ReadTerminal(master)
+		cmd := e.StartOnTerminal(slave, "exec", "--tty", id, "sh", "-c", `tty; echo "size=$(stty size)"; read x; echo "got=$x"; exit 6`)
+		tr.WaitFor(e.T, "size=22 77", nil)
+		master.Write([]byte("typed\r"))
+		e2e.WaitExit(e.T, cmd, 6, "exec --tty on the caller's terminal", tr)
+		tr.WaitFor(e.T, "got=typed", nil)
+	})
+
+	e.Step("detached without a console socket refused", func(e *e2e.Env) {
+		msg := e.MustFail(e.RT("exec", "--tty", "--detach", id, "true"))
+		if !strings.Contains(msg, "console socket") {
+			e.T.Errorf("exec --tty --detach says %q, want it to mention the console socket", msg)
+		}
+	})
+	e.MustOK(e.RT("delete", "--force", id))
 }
 
 // run in the foreground with a terminal and no console socket uses the
 // caller's own terminal, in raw mode while it runs and restored after.
 func TestTerminalForegroundOwnTerminal(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	master, slave := openPty(t)
-	if err := unix.IoctlSetWinsize(int(slave.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 27, Col: 83}); err != nil {
-		t.Fatal(err)
-	}
+	e := e2e.NewEnv(t)
+	master, slave := e2e.OpenPty(t)
+	e2e.SetSize(t, slave, 27, 83)
 	before, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := readTerminal(master)
-	b := e.bundle("f", sh(`tty; echo "size=$(stty size)"; exit 2`), terminalSpec)
-	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, runtimeBin, "--root", e.root, "run", "--bundle", b, e.id("f"))
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
-	cmd.Run()
-	if code := cmd.ProcessState.ExitCode(); code != 2 {
-		t.Errorf("run on the caller's terminal exited %d, want 2; terminal showed %q", code, tr)
-	}
-	tr.waitFor(t, "size=27 83", nil)
+	tr := e2e.ReadTerminal(master)
+	b := e.Bundle("f", e2e.Sh(`tty; echo "size=$(stty size)"; exit 2`), terminalSpec)
+	cmd := e.StartOnTerminal(slave, "run", "--bundle", b, e.ID("f"))
+	e2e.WaitExit(t, cmd, 2, "run on the caller's terminal", tr)
+	tr.WaitFor(t, "size=27 83", nil)
 	if !strings.Contains(tr.String(), "/dev/pts/") {
 		t.Errorf("terminal showed %q, want a /dev/pts path from tty", tr)
 	}
@@ -284,61 +219,31 @@ func TestTerminalForegroundOwnTerminal(t *testing.T) {
 
 	// Without a terminal on stdin, the bytes are relayed as they are
 	// (runc refuses: it wants a terminal of its own).
-	if !isSkiff {
+	if !e2e.IsSkiff() {
 		return
 	}
-	r := e.rtIn(strings.NewReader(""), "run", "--bundle", b, e.id("f2"))
-	if r.code != 2 || !strings.Contains(r.stdout, "/dev/pts/") {
+	r := e.RTIn(strings.NewReader(""), "run", "--bundle", b, e.ID("f2"))
+	if r.Code != 2 || !strings.Contains(r.Stdout, "/dev/pts/") {
 		t.Errorf("run with a terminal, stdin not a terminal: want exit 2 and a /dev/pts path: %v", r)
 	}
 }
 
 // A terminal needs somewhere to go: refused as runc refuses it, leaving
-// nothing behind.
+// nothing behind. (exec --tty --detach without a socket: TestTerminalExec.)
 func TestTerminalRefusals(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	tb := e.bundle("t", []string{"true"}, terminalSpec)
+	e := e2e.NewEnv(t)
+	tb := e.Bundle("t", []string{"true"}, terminalSpec)
 	for _, args := range [][]string{
-		{"create", "--bundle", tb, e.id("t1")},
-		{"run", "--detach", "--bundle", tb, e.id("t2")},
+		{"create", "--bundle", tb, e.ID("t1")},
+		{"run", "--detach", "--bundle", tb, e.ID("t2")},
 	} {
-		r, _ := e.rtFiles(args...)
-		if msg := e.mustFail(r); !strings.Contains(msg, "console socket") {
+		r, _ := e.RTFiles(args...)
+		if msg := e.MustFail(r); !strings.Contains(msg, "console socket") {
 			t.Errorf("%v says %q, want it to mention the console socket", args, msg)
 		}
 	}
-	nb := e.bundle("n", []string{"true"})
-	r, _ := e.rtFiles("create", "--console-socket", filepath.Join(e.dir, "nowhere.sock"), "--bundle", nb, e.id("t3"))
-	e.mustFail(r)
-	e.assertNothingFor("")
-
-	id, _, _ := e.startExecTarget("tx")
-	msg := e.mustFail(e.rt("exec", "--tty", "--detach", id, "true"))
-	if !strings.Contains(msg, "console socket") {
-		t.Errorf("exec --tty --detach says %q, want it to mention the console socket", msg)
-	}
-	e.mustOK(e.rt("delete", "--force", id))
-}
-
-// openPty opens a new pty pair on the host.
-func openPty(t *testing.T) (master, slave *os.File) {
-	t.Helper()
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatal(err)
-	}
-	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close(); s.Close() })
-	return m, s
+	nb := e.Bundle("n", []string{"true"})
+	r, _ := e.RTFiles("create", "--console-socket", filepath.Join(e.Dir, "nowhere.sock"), "--bundle", nb, e.ID("t3"))
+	e.MustFail(r)
+	e.AssertNothingFor("")
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/skiff-oci/skiff/tests/internal/e2e"
 )
 
 // checkResult is one entry of `skiff check --json`.
@@ -31,12 +33,12 @@ func checkPVMHost() bool {
 	return err == nil
 }
 
-func (e *env) checkJSON(args ...string) (result, []checkResult) {
-	e.t.Helper()
-	r := e.rt(append(args, "check", "--json")...)
+func checkJSON(e *e2e.Env, args ...string) (e2e.Result, []checkResult) {
+	e.T.Helper()
+	r := e.RT(append(args, "check", "--json")...)
 	var rs []checkResult
-	if err := json.Unmarshal([]byte(r.stdout), &rs); err != nil {
-		e.t.Fatalf("check --json printed invalid JSON: %v\n%v", err, r)
+	if err := json.Unmarshal([]byte(r.Stdout), &rs); err != nil {
+		e.T.Fatalf("check --json printed invalid JSON: %v\n%v", err, r)
 	}
 	return r, rs
 }
@@ -60,22 +62,21 @@ func checkLines(t *testing.T, out string) map[string]string {
 }
 
 func TestCheckThisHost(t *testing.T) {
-	skiffOnly(t)
-	t.Parallel()
-	e := newEnv(t)
+	e2e.SkiffOnly(t)
+	e := e2e.NewEnv(t)
 	start := time.Now()
-	r := e.rt("check")
+	r := e.RT("check")
 	if took := time.Since(start); took > 10*time.Second {
 		t.Errorf("check took %v, want a few seconds", took)
 	}
-	e.mustOK(r)
-	if !strings.HasPrefix(r.stdout, "STATUS") || !strings.Contains(strings.SplitN(r.stdout, "\n", 2)[0], "DETAIL") {
-		t.Errorf("check table has no STATUS ... DETAIL header:\n%s", r.stdout)
+	e.MustOK(r)
+	if !strings.HasPrefix(r.Stdout, "STATUS") || !strings.Contains(strings.SplitN(r.Stdout, "\n", 2)[0], "DETAIL") {
+		t.Errorf("check table has no STATUS ... DETAIL header:\n%s", r.Stdout)
 	}
-	lines := checkLines(t, r.stdout)
+	lines := checkLines(t, r.Stdout)
 	for _, name := range checkNames {
 		if lines[name] == "" {
-			t.Errorf("check printed no line for %q:\n%s", name, r.stdout)
+			t.Errorf("check printed no line for %q:\n%s", name, r.Stdout)
 		}
 	}
 	accel := lines["accelerator"]
@@ -87,13 +88,13 @@ func TestCheckThisHost(t *testing.T) {
 		}
 	}
 	// Every warning or failure is followed by its fix.
-	ls := strings.Split(r.stdout, "\n")
+	ls := strings.Split(r.Stdout, "\n")
 	for i, l := range ls {
 		if (strings.HasPrefix(l, "warn") || strings.HasPrefix(l, "fail")) && (i+1 >= len(ls) || !strings.HasPrefix(strings.TrimSpace(ls[i+1]), "fix: ")) {
 			t.Errorf("no fix under %q", l)
 		}
 	}
-	ents, _ := os.ReadDir(e.root)
+	ents, _ := os.ReadDir(e.Root)
 	for _, ent := range ents {
 		if strings.HasPrefix(ent.Name(), ".skiff-check") {
 			t.Errorf("check left %s in the state root", ent.Name())
@@ -102,11 +103,10 @@ func TestCheckThisHost(t *testing.T) {
 }
 
 func TestCheckJSON(t *testing.T) {
-	skiffOnly(t)
-	t.Parallel()
-	e := newEnv(t)
-	r, rs := e.checkJSON()
-	e.mustOK(r)
+	e2e.SkiffOnly(t)
+	e := e2e.NewEnv(t)
+	r, rs := checkJSON(e)
+	e.MustOK(r)
 	seen := map[string]bool{}
 	warned := false
 	for _, c := range rs {
@@ -138,46 +138,35 @@ func TestCheckJSON(t *testing.T) {
 	}
 
 	// --strict turns warnings into failure.
-	strict := e.rt("check", "--strict")
-	if warned && strict.code == 0 {
+	strict := e.RT("check", "--strict")
+	if warned && strict.Code == 0 {
 		t.Errorf("check --strict exited 0 with warnings: %v", strict)
 	}
-	if !warned && strict.code != 0 {
+	if !warned && strict.Code != 0 {
 		t.Errorf("check --strict failed without warnings: %v", strict)
 	}
 }
 
-// checkConfigFile writes a skiff config.toml in the test's directory.
-func (e *env) checkConfigFile(content string) string {
-	e.t.Helper()
-	p := filepath.Join(e.dir, "config.toml")
-	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-		e.t.Fatal(err)
-	}
-	return p
-}
-
 func TestCheckMissingKernel(t *testing.T) {
-	skiffOnly(t)
-	t.Parallel()
-	e := newEnv(t)
+	e2e.SkiffOnly(t)
+	e := e2e.NewEnv(t)
 	const kernel = "/nonexistent/vmlinux"
-	cfg := e.checkConfigFile("[hypervisor]\nkernel = \"" + kernel + "\"\n")
+	cfg := e.WriteFile("config.toml", "[hypervisor]\nkernel = \""+kernel+"\"\n")
 
-	r := e.rt("--config", cfg, "check")
-	if r.code == 0 {
+	r := e.RT("--config", cfg, "check")
+	if r.Code == 0 {
 		t.Errorf("check with a missing kernel exited 0: %v", r)
 	}
-	line := checkLines(t, r.stdout)["guest kernel"]
+	line := checkLines(t, r.Stdout)["guest kernel"]
 	if !strings.HasPrefix(line, "fail") || !strings.Contains(line, kernel) {
-		t.Errorf("guest kernel line should fail naming %s: %q\n%s", kernel, line, r.stdout)
+		t.Errorf("guest kernel line should fail naming %s: %q\n%s", kernel, line, r.Stdout)
 	}
-	if !strings.Contains(r.stdout, "fix: ") {
-		t.Errorf("no fix printed:\n%s", r.stdout)
+	if !strings.Contains(r.Stdout, "fix: ") {
+		t.Errorf("no fix printed:\n%s", r.Stdout)
 	}
 
-	r, rs := e.checkJSON("--config", cfg)
-	if r.code == 0 {
+	r, rs := checkJSON(e, "--config", cfg)
+	if r.Code == 0 {
 		t.Errorf("check --json with a missing kernel exited 0")
 	}
 	for _, c := range rs {
@@ -188,13 +177,12 @@ func TestCheckMissingKernel(t *testing.T) {
 }
 
 func TestCheckBadConfig(t *testing.T) {
-	skiffOnly(t)
-	t.Parallel()
-	e := newEnv(t)
-	cfg := e.checkConfigFile("[hypervisor]\nno_such_key = 1\n")
-	r := e.rt("--config", cfg, "check")
-	line := checkLines(t, r.stdout)["config"]
-	if r.code == 0 || !strings.HasPrefix(line, "fail") || !strings.Contains(line, "no_such_key") {
+	e2e.SkiffOnly(t)
+	e := e2e.NewEnv(t)
+	cfg := e.WriteFile("config.toml", "[hypervisor]\nno_such_key = 1\n")
+	r := e.RT("--config", cfg, "check")
+	line := checkLines(t, r.Stdout)["config"]
+	if r.Code == 0 || !strings.HasPrefix(line, "fail") || !strings.Contains(line, "no_such_key") {
 		t.Errorf("check with an unknown config key: want a failing config line naming it, got %q\n%v", line, r)
 	}
 }
@@ -228,23 +216,22 @@ type envOutput struct {
 	} `json:"host"`
 }
 
-func (e *env) envJSON(args ...string) envOutput {
-	e.t.Helper()
-	r := e.mustOK(e.rt(append(args, "env", "--json")...))
+func envJSON(e *e2e.Env, args ...string) envOutput {
+	e.T.Helper()
+	r := e.MustOK(e.RT(append(args, "env", "--json")...))
 	var v envOutput
-	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil {
-		e.t.Fatalf("env --json printed invalid JSON: %v\n%s", err, r.stdout)
+	if err := json.Unmarshal([]byte(r.Stdout), &v); err != nil {
+		e.T.Fatalf("env --json printed invalid JSON: %v\n%s", err, r.Stdout)
 	}
 	return v
 }
 
 func TestEnvJSON(t *testing.T) {
-	skiffOnly(t)
-	t.Parallel()
-	e := newEnv(t)
-	v := e.envJSON()
-	if v.Skiff.Version == "" || v.Skiff.AgentProtocol < 1 || v.Skiff.StateRoot != e.root {
-		t.Errorf("skiff section %+v: want a version, a protocol and state root %s", v.Skiff, e.root)
+	e2e.SkiffOnly(t)
+	e := e2e.NewEnv(t)
+	v := envJSON(e)
+	if v.Skiff.Version == "" || v.Skiff.AgentProtocol < 1 || v.Skiff.StateRoot != e.Root {
+		t.Errorf("skiff section %+v: want a version, a protocol and state root %s", v.Skiff, e.Root)
 	}
 	if !filepath.IsAbs(v.Guest.Kernel) || !filepath.IsAbs(v.Guest.Initrd) || !filepath.IsAbs(v.Hypervisor.QEMU) {
 		t.Errorf("resolved paths should be absolute: kernel %q, initrd %q, qemu %q", v.Guest.Kernel, v.Guest.Initrd, v.Hypervisor.QEMU)
@@ -261,8 +248,8 @@ func TestEnvJSON(t *testing.T) {
 	}
 
 	const kernel = "/nonexistent/vmlinux"
-	cfg := e.checkConfigFile("[hypervisor]\nkernel = \"" + kernel + "\"\naccel = \"tcg\"\n")
-	v = e.envJSON("--config", cfg)
+	cfg := e.WriteFile("config.toml", "[hypervisor]\nkernel = \""+kernel+"\"\naccel = \"tcg\"\n")
+	v = envJSON(e, "--config", cfg)
 	if v.Guest.Kernel != kernel || v.Config.File != cfg {
 		t.Errorf("env with %s: kernel %q, config file %q", cfg, v.Guest.Kernel, v.Config.File)
 	}
@@ -272,13 +259,12 @@ func TestEnvJSON(t *testing.T) {
 }
 
 func TestEnvText(t *testing.T) {
-	skiffOnly(t)
-	t.Parallel()
-	e := newEnv(t)
-	r := e.mustOK(e.rt("env"))
+	e2e.SkiffOnly(t)
+	e := e2e.NewEnv(t)
+	r := e.MustOK(e.RT("env"))
 	for _, want := range []string{"[skiff]", "[hypervisor]", "[guest]", "kernel = ", "accel = ", "qemu_version = "} {
-		if !strings.Contains(r.stdout, want) {
-			t.Errorf("env output lacks %q:\n%s", want, r.stdout)
+		if !strings.Contains(r.Stdout, want) {
+			t.Errorf("env output lacks %q:\n%s", want, r.Stdout)
 		}
 	}
 }
