@@ -89,8 +89,29 @@ func ParseSpec(b []byte) (*specs.Spec, error) {
 			return nil, fmt.Errorf("config.json: mounts[%d].destination %q must be an absolute path", i, m.Destination)
 		}
 	}
+	if err := checkUserNamespace(&spec); err != nil {
+		return nil, err
+	}
 	if spec.Process.Terminal && spec.Process.ConsoleSize == nil {
 		// Accepted: the size is taken from the caller's terminal.
 	}
 	return &spec, nil
+}
+
+// checkUserNamespace refuses a spec that asks for a user namespace or ID
+// mappings (podman --userns=auto, Kubernetes hostUsers: false): skiff does
+// not map IDs yet, and running the container unmapped would give it, and
+// the files it writes on shares, IDs it was not meant to have.
+func checkUserNamespace(spec *specs.Spec) error {
+	if spec.Linux == nil {
+		return nil
+	}
+	user := len(spec.Linux.UIDMappings) > 0 || len(spec.Linux.GIDMappings) > 0
+	for _, ns := range spec.Linux.Namespaces {
+		user = user || ns.Type == specs.UserNamespace
+	}
+	if user {
+		return fmt.Errorf("config.json: a user namespace with uid/gid mappings is not supported by skiff yet (the container would run with its IDs unmapped); run it without one (podman: no --userns; Kubernetes: hostUsers: true)")
+	}
+	return nil
 }

@@ -39,6 +39,10 @@ func TestParseSpecRefusesBadConfigs(t *testing.T) {
 		"relative cwd": func(s *specs.Spec) { s.Process.Cwd = "tmp" },
 		"relative dst": func(s *specs.Spec) { s.Mounts[0].Destination = "proc" },
 		"no version":   func(s *specs.Spec) { s.Version = "" },
+		"user namespace": func(s *specs.Spec) {
+			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+			s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+		},
 	}
 	for name, mutate := range bad {
 		s := DefaultSpec()
