@@ -58,7 +58,8 @@ func dropBounding(names []string) error {
 }
 
 // setCaps sets this thread's effective, permitted and inheritable sets and
-// raises the ambient ones, which is what a non-root program keeps at exec.
+// raises the ambient ones it can, which is what a non-root program keeps
+// at exec.
 func setCaps(caps *specs.LinuxCapabilities) error {
 	eff, perm, inh := capSet(caps.Effective), capSet(caps.Permitted), capSet(caps.Inheritable)
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
@@ -75,8 +76,11 @@ func setCaps(caps *specs.LinuxCapabilities) error {
 		if amb&(1<<uint(c)) == 0 {
 			continue
 		}
+		// A capability can be ambient only if it is permitted and
+		// inheritable too; `runc spec` asks for ambient ones without
+		// inheritable ones. runc warns and runs the process: so do we.
 		if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uintptr(c), 0, 0); err != nil {
-			return fmt.Errorf("raise ambient capability %s: %w", capNames[c], err)
+			warnf("ambient capability %s not raised: %v (it must be inheritable and permitted too)", capNames[c], err)
 		}
 	}
 	return nil
