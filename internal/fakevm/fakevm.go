@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,8 +24,25 @@ import (
 	"github.com/hashicorp/yamux"
 
 	"github.com/skiff-oci/skiff/agentclient/protocol"
+	"github.com/skiff-oci/skiff/config"
 	"github.com/skiff-oci/skiff/hypervisor"
 )
+
+// Config is skiff's configuration for sandboxes on fake VMs: the VMM,
+// kernel and initrd are files in dir (the factory keys templates by them),
+// TCG, a short boot timeout, the factory in dir.
+func Config(dir string, template bool, cache int) *config.Config {
+	cfg := config.Default()
+	for _, p := range []*string{&cfg.Hypervisor.Path, &cfg.Hypervisor.Kernel, &cfg.Hypervisor.Initrd} {
+		*p = filepath.Join(dir, filepath.Base(*p)+"-fake")
+		os.WriteFile(*p, []byte("x"), 0o700)
+	}
+	cfg.Hypervisor.Accel = "tcg"
+	cfg.Hypervisor.BootTimeout = 5
+	cfg.Factory.Dir = filepath.Join(dir, "factory")
+	cfg.Factory.Template, cfg.Factory.Cache = template, cache
+	return cfg
+}
 
 // VMM makes fake VMs. Its counters say what the factory asked for.
 type VMM struct {

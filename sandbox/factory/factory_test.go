@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/skiff-oci/skiff/config"
 	"github.com/skiff-oci/skiff/hypervisor"
 	"github.com/skiff-oci/skiff/internal/fakevm"
 	"github.com/skiff-oci/skiff/internal/ocitest"
@@ -21,15 +20,7 @@ import (
 func testFactory(t *testing.T, template bool, cache int) (*Factory, *fakevm.VMM) {
 	t.Helper()
 	dir := t.TempDir()
-	cfg := config.Default()
-	for _, p := range []*string{&cfg.Hypervisor.Path, &cfg.Hypervisor.Kernel, &cfg.Hypervisor.Initrd} {
-		*p = filepath.Join(dir, filepath.Base(*p)+"-fake")
-		os.WriteFile(*p, []byte("x"), 0o700)
-	}
-	cfg.Hypervisor.Accel = "tcg"
-	cfg.Hypervisor.BootTimeout = 5
-	cfg.Factory.Dir = filepath.Join(dir, "factory")
-	cfg.Factory.Template, cfg.Factory.Cache = template, cache
+	cfg := fakevm.Config(dir, template, cache)
 	vmm := &fakevm.VMM{}
 	f := New(cfg, filepath.Join(dir, "root"), vmm)
 	f.host = host{

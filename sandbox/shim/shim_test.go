@@ -12,7 +12,6 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/skiff-oci/skiff/config"
 	"github.com/skiff-oci/skiff/internal/fakevm"
 	"github.com/skiff-oci/skiff/internal/ocitest"
 	"github.com/skiff-oci/skiff/sandbox/shimctl"
@@ -25,15 +24,7 @@ import (
 func startShim(t *testing.T, vmm *fakevm.VMM) (state.Root, shimctl.Client, <-chan int) {
 	t.Helper()
 	dir := t.TempDir()
-	cfg := config.Default()
-	for _, p := range []*string{&cfg.Hypervisor.Path, &cfg.Hypervisor.Kernel, &cfg.Hypervisor.Initrd} {
-		*p = filepath.Join(dir, filepath.Base(*p)+"-fake")
-		os.WriteFile(*p, []byte("x"), 0o700)
-	}
-	cfg.Hypervisor.Accel = "tcg"
-	cfg.Hypervisor.BootTimeout = 5
-	cfg.Factory.Template, cfg.Factory.Cache = false, 0
-	cfgJSON, _ := json.Marshal(cfg)
+	cfgJSON, _ := json.Marshal(fakevm.Config(dir, false, 0))
 	bundle := ocitest.Bundle(t, func(s *specs.Spec) { s.Process.Terminal = false })
 
 	root := state.Root(filepath.Join(dir, "root"))
