@@ -39,15 +39,17 @@ for f in "$SKIFF" "$REPO/build/guest/vmlinux" "$REPO/build/guest/initramfs.img" 
 done
 [[ -x /bin/busybox ]] || { echo "bench: /bin/busybox missing (apt-get install busybox-static)" >&2; exit 2; }
 RUNC=/usr/sbin/runc
+RUNSC=$(command -v runsc || echo /usr/bin/runsc)
 RUN_TIMEOUT=120
 
 WORK=$(mktemp -d /tmp/skiff-bench.XXXXXX)
 ROOT=$WORK/root            # skiff --root
 RUNC_ROOT=$WORK/runc-root  # runc --root
+RUNSC_ROOT=$WORK/runsc-root # runsc --root
 BUNDLE=$WORK/bundle        # /bin/true, shared by skiff and runc
 IDLE=$WORK/idle            # same rootfs, `sleep 30`: floor derivation + RSS
 LOGS=$WORK/logs
-mkdir -p "$ROOT" "$RUNC_ROOT" "$LOGS"
+mkdir -p "$ROOT" "$RUNC_ROOT" "$RUNSC_ROOT" "$LOGS"
 
 cleanup() {
 	local rc=$? d left
@@ -58,12 +60,13 @@ cleanup() {
 			timeout 60 "$SKIFF" --root "$ROOT" delete --force "$(basename "$d")" >/dev/null 2>&1
 		done
 	fi
-	if [[ -d $RUNC_ROOT && -x $RUNC ]]; then
-		for d in "$RUNC_ROOT"/*/; do
+	for r in "$RUNC:$RUNC_ROOT" "$RUNSC:$RUNSC_ROOT"; do
+		[[ -x ${r%%:*} && -d ${r#*:} ]] || continue
+		for d in "${r#*:}"/*/; do
 			[[ -d $d ]] || continue
-			"$RUNC" --root "$RUNC_ROOT" delete --force "$(basename "$d")" >/dev/null 2>&1
+			"${r%%:*}" --root "${r#*:}" delete --force "$(basename "$d")" >/dev/null 2>&1
 		done
-	fi
+	done
 	# Pooled VMs wait until told to stop.
 	for conf in "${POOL_CONFS[@]}"; do
 		timeout 120 "$SKIFF" --root "$ROOT" --config "$conf" factory destroy >/dev/null 2>&1
@@ -279,21 +282,31 @@ run_floor() { # [min]
 		echo "bench: note: floor guest did not log 'reboot: Power down' (console: $(tail -c 200 "$FLOOR_CON" | tr -d '\r' | tail -n 2))" >&2
 	echo $((e - s)) >>"$WORK/$name.ns"
 }
-RUNC_OK=0
-RUNC_WHY="$RUNC not found"
-run_runc() { # i
-	local s e rc=0
-	((RUNC_OK)) || return 0
+# The reference runtimes: runc (no sandbox) and gVisor's runsc (the other
+# sandbox that needs no hardware virtualisation; --network=none, as skiff's
+# bundle has no network either). A runtime that fails once is reported n/a.
+declare -A REF_OK REF_WHY
+REF_OK[runc]=0 REF_WHY[runc]="$RUNC not found"
+REF_OK[runsc]=0 REF_WHY[runsc]="$RUNSC not found (apt-get install runsc)"
+ref_cmd() { # name id -> the run command line
+	case $1 in
+	runc) echo "$RUNC" --root "$RUNC_ROOT" run --bundle "$BUNDLE" "bench-runc-$2" ;;
+	runsc) echo "$RUNSC" --root "$RUNSC_ROOT" --network=none run --bundle "$BUNDLE" "bench-runsc-$2" ;;
+	esac
+}
+run_ref() { # name i
+	local s e rc=0 name=$1
+	((REF_OK[$name])) || return 0
 	s=$(now)
-	timeout "$RUN_TIMEOUT" "$RUNC" --root "$RUNC_ROOT" run --bundle "$BUNDLE" "bench-runc-$1" </dev/null >"$LOGS/runc.out" 2>&1 || rc=$?
+	# shellcheck disable=SC2046
+	timeout "$RUN_TIMEOUT" $(ref_cmd "$name" "$2") </dev/null >"$LOGS/$name.out" 2>&1 || rc=$?
 	e=$(now)
 	if ((rc != 0)); then
-		RUNC_OK=0
-		RUNC_WHY="runc run exited $rc: $(tail -n 3 "$LOGS/runc.out" | tr '\n' ' ')"
-		"$RUNC" --root "$RUNC_ROOT" delete --force "bench-runc-$1" >/dev/null 2>&1 || true
+		REF_OK[$name]=0
+		REF_WHY[$name]="$name run exited $rc: $(tail -n 3 "$LOGS/$name.out" | tr '\n' ' ')"
 		return 0
 	fi
-	echo $((e - s)) >>"$WORK/runc.ns"
+	echo $((e - s)) >>"$WORK/$name.ns"
 }
 
 # Warm-up (not counted): page cache, the accelerator verdict, runc's check.
@@ -302,11 +315,14 @@ run_skiff warm template && run_skiff warm cold && run_floor && run_skiff warm po
 if ((MIN)); then
 	run_skiff warm mtemplate && run_skiff warm mcold && run_floor min && run_skiff warm mpool
 fi
-if [[ -x $RUNC ]]; then
-	RUNC_OK=1
-	run_runc warm
-	((RUNC_OK)) || echo "bench: runc: $RUNC_WHY" >&2
-fi
+for ref in runc runsc; do
+	bin=$RUNC
+	[[ $ref == runsc ]] && bin=$RUNSC
+	[[ -x $bin ]] || continue
+	REF_OK[$ref]=1
+	run_ref "$ref" warm
+	((REF_OK[$ref])) || echo "bench: $ref: ${REF_WHY[$ref]}" >&2
+done
 rm -f "$WORK"/*.ns
 
 echo "timing $N interleaved runs of each..."
@@ -321,7 +337,8 @@ for i in $(seq "$N"); do
 		run_floor min
 		run_skiff "$i" mpool
 	fi
-	run_runc "$i"
+	run_ref runc "$i"
+	run_ref runsc "$i"
 	printf '  run %d/%d done\n' "$i" "$N"
 done
 
@@ -332,6 +349,7 @@ stats() {
 		END {m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
 		     printf "%.3f %.3f %.3f\n", m, v[1], v[NR]}'
 }
+NOTES=()
 read -r f_med f_min f_max < <(stats "$WORK/floor.ns")
 read -r s_med s_min s_max < <(stats "$WORK/skiff-template.ns")
 read -r c_med c_min c_max < <(stats "$WORK/skiff-cold.ns")
@@ -362,13 +380,20 @@ else
 	echo "| minimal kernel, from the pool | n/a | n/a | n/a | n/a |"
 	echo "| floor, minimal kernel (raw QEMU, microvm, poweroff /init) | n/a | n/a | n/a | n/a |"
 fi
-if ((RUNC_OK)) && [[ -s $WORK/runc.ns ]]; then
-	read -r r_med r_min r_max < <(stats "$WORK/runc.ns")
-	printf '| runc run | %s | %s | %s | %s |\n' "$r_med" "$r_min" "$r_max" "$(ratio "$r_med" "$f_med")"
-else
-	echo "| runc run | n/a | n/a | n/a | n/a |"
+for ref in runc runsc; do
+	if ((REF_OK[$ref])) && [[ -s $WORK/$ref.ns ]]; then
+		read -r r_med r_min r_max < <(stats "$WORK/$ref.ns")
+		printf '| %s run | %s | %s | %s | %s |\n' "$ref" "$r_med" "$r_min" "$r_max" "$(ratio "$r_med" "$f_med")"
+		[[ $ref == runsc ]] && RUNSC_MED=$r_med
+	else
+		echo "| $ref run | n/a | n/a | n/a | n/a |"
+		NOTES+=("$ref: ${REF_WHY[$ref]}")
+	fi
+done
+for n in "${NOTES[@]}"; do echo "$n"; done
+if [[ -n ${RUNSC_MED:-} ]]; then
 	echo
-	echo "runc: $RUNC_WHY"
+	echo "skiff/runsc = $(ratio "$s_med" "$RUNSC_MED") from a template, $(ratio "$p_med" "$RUNSC_MED") from the pool, $(ratio "$c_med" "$RUNSC_MED") cold (targets: pool <= 1.0, template <= 2.0)"
 fi
 echo
 echo "skiff/floor = $(ratio "$s_med" "$f_med") with templates, $(ratio "$p_med" "$f_med") from the pool, $(ratio "$c_med" "$f_med") cold (target <= 1.30)"

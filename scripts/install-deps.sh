@@ -13,6 +13,7 @@ PKGS=(
 	podman            # the podman tests drive skiff through it
 	conmon
 	crun              # podman's default runtime, for comparisons
+	runsc             # gVisor: the peer sandbox make bench compares with
 	netavark          # podman's network backend (bridge, port mapping)
 	aardvark-dns
 	iptables          # netavark's port forwarding
