@@ -52,10 +52,19 @@ func (a *Agent) createContainer(req *protocol.CreateContainerRequest) (*protocol
 		a.mu.Unlock()
 		return nil, fmt.Errorf("container %s already exists", req.ID)
 	}
+	var sandbox *container.Container
+	if req.Sandbox != "" {
+		sb := a.containers[req.Sandbox]
+		if sb == nil {
+			a.mu.Unlock()
+			return nil, fmt.Errorf("create container %s: its sandbox container %s is not in this guest (create the sandbox first)", req.ID, req.Sandbox)
+		}
+		sandbox = sb.c
+	}
 	a.containers[req.ID] = nil // reserve the ID while creating
 	a.mu.Unlock()
 
-	c, err := a.create(req)
+	c, err := a.create(req, sandbox)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err != nil {
@@ -67,8 +76,9 @@ func (a *Agent) createContainer(req *protocol.CreateContainerRequest) (*protocol
 }
 
 // create mounts the container's shares and creates it, its init on fresh
-// stdio pipes. On failure it unmounts what it mounted.
-func (a *Agent) create(req *protocol.CreateContainerRequest) (_ *ctr, err error) {
+// stdio pipes, in the namespaces of sandbox if not nil. On failure it
+// unmounts what it mounted.
+func (a *Agent) create(req *protocol.CreateContainerRequest, sandbox *container.Container) (_ *ctr, err error) {
 	mounted, err := a.mountShares(req.Shares)
 	if err != nil {
 		return nil, err
@@ -81,7 +91,7 @@ func (a *Agent) create(req *protocol.CreateContainerRequest) (_ *ctr, err error)
 	var cc *container.Container
 	init, err := startProc(func(child [3]*os.File) (*proc, error) {
 		var err error
-		if cc, err = a.newContainer(req.ID, req.Spec, child); err != nil {
+		if cc, err = a.newContainer(req.ID, req.Spec, sandbox, child); err != nil {
 			return nil, err
 		}
 		return &proc{

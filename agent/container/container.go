@@ -60,13 +60,22 @@ type Container struct {
 // network namespace of its own.
 const ownNetAnnotation = "io.skiff.guest.own-network-namespace"
 
-// forInit is spec as a container init gets it.
-func forInit(spec *specs.Spec, ownNet bool) *specs.Spec {
+// forInit is spec as a container init gets it. sharedUTS: the init is
+// born in its sandbox's UTS namespace, whose name is the pod's, and sets
+// none of its own.
+func forInit(spec *specs.Spec, ownNet, sharedUTS bool) *specs.Spec {
 	_, had := spec.Annotations[ownNetAnnotation]
-	if !ownNet && !had {
+	names := sharedUTS && (spec.Hostname != "" || spec.Domainname != "")
+	if !ownNet && !had && !names {
 		return spec
 	}
 	s := *spec
+	if sharedUTS {
+		s.Hostname, s.Domainname = "", ""
+	}
+	if !ownNet && !had {
+		return &s
+	}
 	s.Annotations = maps.Clone(spec.Annotations)
 	delete(s.Annotations, ownNetAnnotation)
 	if ownNet {
