@@ -32,8 +32,8 @@ type Agent struct {
 	reaper *reaper
 
 	mu         sync.Mutex
-	containers map[string]*ctr           // nil value: being created
-	shares     map[string]protocol.Share // by guest path
+	containers map[string]*ctr          // nil value: being created
+	shares     map[string]*mountedShare // by guest path
 	stopping   bool
 	// networked: ConfigureNetwork gave the guest's NICs to the sandbox,
 	// and containers share the guest's network namespace. Until then a
@@ -104,7 +104,7 @@ func Main() {
 		log:        log,
 		reaper:     newReaper(),
 		containers: map[string]*ctr{},
-		shares:     map[string]protocol.Share{},
+		shares:     map[string]*mountedShare{},
 	}
 	// skiff.zygote=0 on the kernel command line: every container init is
 	// forked when its container is created (for comparison and debugging).

@@ -2,9 +2,12 @@ package container
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -202,5 +205,37 @@ func TestLauncherJoining(t *testing.T) {
 	}
 	if want := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWIPC | unix.CLONE_NEWPID); l.attr.Sys.Cloneflags != want {
 		t.Errorf("joining net and UTS: clone flags %#x, want %#x", l.attr.Sys.Cloneflags, want)
+	}
+}
+
+// Remove kills a created container's process, never started, and gives
+// back its start pipe.
+func TestRemoveKillsAndWaits(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	status := make(chan unix.WaitStatus, 1)
+	go func() {
+		cmd.Wait()
+		status <- unix.WaitStatus(cmd.ProcessState.Sys().(syscall.WaitStatus))
+	}()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	c := &Container{Child: Watch(cmd.Process.Pid, status), id: "x", startW: w}
+	if err := c.Remove(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.ExitStatus(); got != 137 {
+		t.Errorf("exit status %d, want 137", got)
+	}
+	if n, _ := r.Read(make([]byte, 1)); n != 0 {
+		t.Error("the start pipe was written to, not closed")
+	}
+	if err := c.Start(); err == nil {
+		t.Error("a removed container started")
 	}
 }
