@@ -32,8 +32,8 @@ type Agent struct {
 	reaper *reaper
 
 	mu         sync.Mutex
-	containers map[string]*ctr           // nil value: being created
-	shares     map[string]protocol.Share // by guest path
+	containers map[string]*ctr          // nil value: being created
+	shares     map[string]*mountedShare // by guest path
 	stopping   bool
 	// networked: ConfigureNetwork gave the guest's NICs to the sandbox,
 	// and containers share the guest's network namespace. Until then a
@@ -42,7 +42,8 @@ type Agent struct {
 	networked bool
 
 	// zygote is the next container's init, started at boot; nil once
-	// used (a guest runs one container) or if it could not start.
+	// used (by the guest's first container that does not join a pod's
+	// namespaces) or if it could not start.
 	zygoteMu sync.Mutex
 	zygote   *container.Zygote
 	noZygote bool // skiff.zygote=0
@@ -103,7 +104,7 @@ func Main() {
 		log:        log,
 		reaper:     newReaper(),
 		containers: map[string]*ctr{},
-		shares:     map[string]protocol.Share{},
+		shares:     map[string]*mountedShare{},
 	}
 	// skiff.zygote=0 on the kernel command line: every container init is
 	// forked when its container is created (for comparison and debugging).
@@ -147,10 +148,11 @@ func (a *Agent) ownNetwork() bool {
 // newContainer creates a container with stdio on the child's ends given,
 // its init taken from the waiting zygote when there is one: the one place
 // a container gets the zygote (container.New decides whether to use it).
-func (a *Agent) newContainer(id string, spec *specs.Spec, stdio [3]*os.File) (*container.Container, error) {
+// sandbox, when not nil, is the pod's container whose namespaces it joins.
+func (a *Agent) newContainer(id string, spec *specs.Spec, sandbox *container.Container, stdio [3]*os.File) (*container.Container, error) {
 	z := a.takeZygote()
 	defer a.putZygote(z)
-	return container.New(id, spec, a.ownNetwork(), stdio[0], stdio[1], stdio[2], a.reaper, z)
+	return container.New(id, spec, a.ownNetwork(), sandbox, stdio[0], stdio[1], stdio[2], a.reaper, z)
 }
 
 // shutdown kills every container, lets the guest's TCP sockets send what

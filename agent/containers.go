@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -14,10 +15,11 @@ import (
 
 // ctr is one container and the processes the agent runs in it.
 type ctr struct {
-	id    string
-	c     *container.Container
-	init  *proc
-	execs map[string]*proc // by exec ID, guarded by Agent.mu; nil value: being started
+	id     string
+	c      *container.Container
+	init   *proc
+	execs  map[string]*proc // by exec ID, guarded by Agent.mu; nil value: being started
+	shares []protocol.Share // those its CreateContainer named, held until it is removed
 }
 
 // lookup returns a created container, or the error the host shows.
@@ -52,10 +54,19 @@ func (a *Agent) createContainer(req *protocol.CreateContainerRequest) (*protocol
 		a.mu.Unlock()
 		return nil, fmt.Errorf("container %s already exists", req.ID)
 	}
+	var sandbox *container.Container
+	if req.Sandbox != "" {
+		sb := a.containers[req.Sandbox]
+		if sb == nil {
+			a.mu.Unlock()
+			return nil, fmt.Errorf("create container %s: its sandbox container %s is not in this guest (create the sandbox first)", req.ID, req.Sandbox)
+		}
+		sandbox = sb.c
+	}
 	a.containers[req.ID] = nil // reserve the ID while creating
 	a.mu.Unlock()
 
-	c, err := a.create(req)
+	c, err := a.create(req, sandbox)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err != nil {
@@ -67,21 +78,22 @@ func (a *Agent) createContainer(req *protocol.CreateContainerRequest) (*protocol
 }
 
 // create mounts the container's shares and creates it, its init on fresh
-// stdio pipes. On failure it unmounts what it mounted.
-func (a *Agent) create(req *protocol.CreateContainerRequest) (_ *ctr, err error) {
-	mounted, err := a.mountShares(req.Shares)
+// stdio pipes, in the namespaces of sandbox if not nil. On failure it
+// releases the shares it took.
+func (a *Agent) create(req *protocol.CreateContainerRequest, sandbox *container.Container) (_ *ctr, err error) {
+	held, err := a.holdShares(req.Shares)
 	if err != nil {
 		return nil, err
 	}
 	defer func() {
 		if err != nil {
-			a.unmountShares(mounted)
+			a.releaseShares(held)
 		}
 	}()
 	var cc *container.Container
 	init, err := startProc(func(child [3]*os.File) (*proc, error) {
 		var err error
-		if cc, err = a.newContainer(req.ID, req.Spec, child); err != nil {
+		if cc, err = a.newContainer(req.ID, req.Spec, sandbox, child); err != nil {
 			return nil, err
 		}
 		return &proc{
@@ -99,7 +111,49 @@ func (a *Agent) create(req *protocol.CreateContainerRequest) (_ *ctr, err error)
 		a.log.debugf("container %s: %s", req.ID, w)
 	}
 	a.log.debugf("container %s created, pid %d", req.ID, cc.Pid())
-	return &ctr{id: req.ID, c: cc, init: init, execs: map[string]*proc{}}, nil
+	return &ctr{id: req.ID, c: cc, init: init, execs: map[string]*proc{}, shares: held}, nil
+}
+
+// removeTimeout bounds the wait for a removed container's processes to
+// die after SIGKILL.
+const removeTimeout = 10 * time.Second
+
+// removeContainer kills what still runs of a container, removes its
+// cgroup, releases its shares and forgets it: its ID is free again. The
+// container is out of reach while that happens. Containers that joined
+// its namespaces keep them: a namespace lives while a process is in it.
+func (a *Agent) removeContainer(req *protocol.RemoveContainerRequest) error {
+	a.mu.Lock()
+	c := a.containers[req.ID]
+	if c == nil {
+		a.mu.Unlock()
+		return fmt.Errorf("container %s not found", req.ID)
+	}
+	a.containers[req.ID] = nil // the ID stays taken until it is gone
+	a.mu.Unlock()
+	if err := c.c.Remove(removeTimeout); err != nil {
+		a.mu.Lock()
+		a.containers[req.ID] = c
+		a.mu.Unlock()
+		return fmt.Errorf("remove container %s: %w", req.ID, err)
+	}
+	a.mu.Lock()
+	procs := []*proc{c.init}
+	for _, p := range c.execs {
+		if p != nil {
+			procs = append(procs, p)
+		}
+	}
+	a.mu.Unlock()
+	for _, p := range procs {
+		p.closeUnattached()
+	}
+	a.releaseShares(c.shares)
+	a.mu.Lock()
+	delete(a.containers, req.ID)
+	a.mu.Unlock()
+	a.log.debugf("container %s removed", req.ID)
+	return nil
 }
 
 func (a *Agent) startContainer(req *protocol.StartContainerRequest) error {

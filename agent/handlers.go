@@ -34,6 +34,7 @@ var handlers = map[string]handler{
 	protocol.MethodListProcesses:    returns((*Agent).listProcesses),
 	protocol.MethodPauseContainer:   acts((*Agent).pauseContainer),
 	protocol.MethodResumeContainer:  acts((*Agent).resumeContainer),
+	protocol.MethodRemoveContainer:  acts((*Agent).removeContainer),
 	protocol.MethodUpdateResources:  acts((*Agent).updateResources),
 	protocol.MethodStats:            returns((*Agent).stats),
 	protocol.MethodConfigureNetwork: acts((*Agent).configureNetwork),

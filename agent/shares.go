@@ -23,44 +23,68 @@ func validateShare(s protocol.Share) error {
 	return nil
 }
 
-// mountShares mounts the shares not mounted yet and returns those it
-// mounted. A guest path already holding the same share is reused.
-func (a *Agent) mountShares(shares []protocol.Share) (mounted []protocol.Share, err error) {
+// mountedShare is a share mounted in the guest and how many containers
+// hold it: a pod's containers may name the same share, and it stays
+// mounted until the last of them is removed.
+type mountedShare struct {
+	protocol.Share
+	holders int
+}
+
+// holdShares mounts the shares not mounted yet and takes a hold on each,
+// to give back with releaseShares. A guest path already holding the same
+// share is reused.
+func (a *Agent) holdShares(shares []protocol.Share) (held []protocol.Share, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	defer func() {
 		if err != nil {
-			a.unmountSharesLocked(mounted)
-			mounted = nil
+			a.releaseSharesLocked(held)
+			held = nil
 		}
 	}()
 	for _, s := range shares {
 		if have, ok := a.shares[s.GuestPath]; ok {
-			if have != s {
-				return mounted, fmt.Errorf("share %s: %s already holds share %s", s.Tag, s.GuestPath, have.Tag)
+			if have.Share != s {
+				return held, fmt.Errorf("share %s: %s already holds share %s", s.Tag, s.GuestPath, have.Tag)
 			}
+			have.holders++
+			held = append(held, s)
 			continue
 		}
 		if err := mountShare(s); err != nil {
-			return mounted, err
+			return held, err
 		}
-		a.shares[s.GuestPath] = s
-		mounted = append(mounted, s)
+		a.shares[s.GuestPath] = &mountedShare{Share: s, holders: 1}
+		held = append(held, s)
 		a.log.debugf("mounted share %s on %s", s.Tag, s.GuestPath)
 	}
-	return mounted, nil
+	return held, nil
 }
 
-func (a *Agent) unmountShares(shares []protocol.Share) {
+// releaseShares gives back holds taken by holdShares, and unmounts the
+// shares no container holds any more.
+func (a *Agent) releaseShares(shares []protocol.Share) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.unmountSharesLocked(shares)
+	a.releaseSharesLocked(shares)
 }
 
-func (a *Agent) unmountSharesLocked(shares []protocol.Share) {
+func (a *Agent) releaseSharesLocked(shares []protocol.Share) {
 	for _, s := range shares {
+		have, ok := a.shares[s.GuestPath]
+		if !ok {
+			continue
+		}
+		if have.holders--; have.holders > 0 {
+			continue
+		}
+		// Lazily: a process of the guest may still have a file of it
+		// open. The mount point stays: it may be inside another share,
+		// a host directory.
 		unix.Unmount(s.GuestPath, unix.MNT_DETACH)
 		delete(a.shares, s.GuestPath)
+		a.log.debugf("unmounted share %s from %s", s.Tag, s.GuestPath)
 	}
 }
 

@@ -82,7 +82,7 @@ func (a *Agent) warmRun(spec *specs.Spec) (ran bool, err error) {
 		return false, err
 	}
 	defer null.Close()
-	c, err := a.newContainer(warmID, &s, [3]*os.File{null, null, null})
+	c, err := a.newContainer(warmID, &s, nil, [3]*os.File{null, null, null})
 	// Whatever happens below, the sandbox's container must find a zygote
 	// waiting, as in any other guest.
 	defer func() {

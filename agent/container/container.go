@@ -19,10 +19,12 @@ package container
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -60,13 +62,22 @@ type Container struct {
 // network namespace of its own.
 const ownNetAnnotation = "io.skiff.guest.own-network-namespace"
 
-// forInit is spec as a container init gets it.
-func forInit(spec *specs.Spec, ownNet bool) *specs.Spec {
+// forInit is spec as a container init gets it. sharedUTS: the init is
+// born in its sandbox's UTS namespace, whose name is the pod's, and sets
+// none of its own.
+func forInit(spec *specs.Spec, ownNet, sharedUTS bool) *specs.Spec {
 	_, had := spec.Annotations[ownNetAnnotation]
-	if !ownNet && !had {
+	names := sharedUTS && (spec.Hostname != "" || spec.Domainname != "")
+	if !ownNet && !had && !names {
 		return spec
 	}
 	s := *spec
+	if sharedUTS {
+		s.Hostname, s.Domainname = "", ""
+	}
+	if !ownNet && !had {
+		return &s
+	}
 	s.Annotations = maps.Clone(spec.Annotations)
 	delete(s.Annotations, ownNetAnnotation)
 	if ownNet {
@@ -113,6 +124,51 @@ func (c *Container) RemoveCgroup() {
 	if c.cgroup != "" {
 		os.Remove(c.cgroup)
 	}
+}
+
+// Remove kills every process of the container (its whole cgroup, paused
+// or not), waits until they are gone and removes its cgroup. It gives up
+// after timeout, with the container left as it is then: a process stuck
+// in the kernel (a hung share) may outlive SIGKILL for a while, and the
+// caller may try again.
+func (c *Container) Remove(timeout time.Duration) error {
+	c.mu.Lock()
+	if !c.started && c.startW != nil {
+		c.startW.Close() // it would never be released now
+	}
+	c.started = true
+	c.mu.Unlock()
+	if c.cgroup != "" {
+		os.WriteFile(c.cgroup+"/cgroup.freeze", []byte("0"), 0)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		if c.cgroup != "" {
+			// Not c.Signal, which stops at an exited init: orphans
+			// of an init without a PID namespace outlive it.
+			signalCgroup(c.cgroup, unix.SIGKILL)
+		} else {
+			c.Signal(unix.SIGKILL, true)
+		}
+		c.Child.Signal(unix.SIGKILL)
+		if c.exited() && c.removeCgroup() {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("its processes still run %v after SIGKILL", timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// removeCgroup removes the container's cgroup and reports whether it is
+// gone: not while a process is in it.
+func (c *Container) removeCgroup() bool {
+	if c.cgroup == "" {
+		return true
+	}
+	err := os.Remove(c.cgroup)
+	return err == nil || errors.Is(err, fs.ErrNotExist)
 }
 
 // Start lets the process exec the user program. It may be called once.

@@ -2,8 +2,12 @@ package container
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -121,10 +125,10 @@ func TestReadProcess(t *testing.T) {
 // and a host's copy of it is dropped; the caller's spec is never changed.
 func TestForInitOwnNetwork(t *testing.T) {
 	spec := &specs.Spec{Annotations: map[string]string{"a": "b"}}
-	if got := forInit(spec, false); got != spec {
+	if got := forInit(spec, false, false); got != spec {
 		t.Error("a spec without the annotation is copied for nothing")
 	}
-	got := forInit(spec, true)
+	got := forInit(spec, true, false)
 	if got.Annotations[ownNetAnnotation] != "true" || got.Annotations["a"] != "b" {
 		t.Errorf("own network: annotations %v", got.Annotations)
 	}
@@ -132,10 +136,106 @@ func TestForInitOwnNetwork(t *testing.T) {
 		t.Error("forInit changed the caller's spec")
 	}
 	forged := &specs.Spec{Annotations: map[string]string{ownNetAnnotation: "true"}}
-	if _, ok := forInit(forged, false).Annotations[ownNetAnnotation]; ok {
+	if _, ok := forInit(forged, false, false).Annotations[ownNetAnnotation]; ok {
 		t.Error("the host's own copy of the annotation reached the init")
 	}
-	if got := forInit(&specs.Spec{}, true); got.Annotations[ownNetAnnotation] != "true" {
+	if got := forInit(&specs.Spec{}, true, false); got.Annotations[ownNetAnnotation] != "true" {
 		t.Errorf("own network without annotations: %v", got.Annotations)
+	}
+}
+
+// A pod's container in its sandbox's UTS namespace takes the pod's name:
+// the init gets no hostname or domain name of its own to set.
+func TestForInitSharedUTS(t *testing.T) {
+	spec := &specs.Spec{Hostname: "app", Domainname: "example", Annotations: map[string]string{"a": "b"}}
+	got := forInit(spec, false, true)
+	if got.Hostname != "" || got.Domainname != "" || got.Annotations["a"] != "b" {
+		t.Errorf("shared UTS: got hostname %q, domainname %q, annotations %v", got.Hostname, got.Domainname, got.Annotations)
+	}
+	if spec.Hostname != "app" || spec.Domainname != "example" {
+		t.Error("forInit changed the caller's spec")
+	}
+	if got := forInit(spec, false, false); got != spec {
+		t.Error("a spec with its own UTS namespace is copied for nothing")
+	}
+	if got := forInit(&specs.Spec{}, true, true); got.Hostname != "" || got.Annotations[ownNetAnnotation] != "true" {
+		t.Errorf("own network and shared UTS: %+v", got)
+	}
+}
+
+// Only network, IPC and UTS namespaces named by path are taken from the
+// sandbox; a path on the PID or mount namespace, or a namespace without
+// one, leaves the container its own.
+func TestToJoin(t *testing.T) {
+	spec := &specs.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{
+		{Type: specs.PIDNamespace, Path: "/proc/7/ns/pid"},
+		{Type: specs.MountNamespace, Path: "/proc/7/ns/mnt"},
+		{Type: specs.UTSNamespace, Path: "/proc/7/ns/uts"},
+		{Type: specs.IPCNamespace},
+		{Type: specs.NetworkNamespace, Path: "/proc/7/ns/net"},
+	}}}
+	var got []string
+	for _, k := range toJoin(spec) {
+		got = append(got, k.proc)
+	}
+	if strings.Join(got, ",") != "net,uts" {
+		t.Errorf("toJoin = %v, want [net uts]", got)
+	}
+	if toJoin(&specs.Spec{}) != nil {
+		t.Error("a spec without linux joins something")
+	}
+}
+
+// The launcher's one choice: a container that joins another's namespaces
+// is forked, never the zygote (whose namespaces are fresh), and is not
+// given new namespaces of the kinds it joins.
+func TestLauncherJoining(t *testing.T) {
+	spec := &specs.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}}}}
+	z := &Zygote{}
+	l := newLauncher("c", spec, nil, z, nil)
+	if l.z != z {
+		t.Error("a container joining nothing does not use the zygote")
+	}
+	if want := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWPID); l.attr.Sys.Cloneflags != want {
+		t.Errorf("own namespaces: clone flags %#x, want %#x", l.attr.Sys.Cloneflags, want)
+	}
+	l = newLauncher("c", spec, nil, z, []nsFile{{nsKind: nsNet}, {nsKind: nsUTS}})
+	if l.z != nil {
+		t.Error("a container joining a sandbox's namespaces uses the zygote")
+	}
+	if want := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWIPC | unix.CLONE_NEWPID); l.attr.Sys.Cloneflags != want {
+		t.Errorf("joining net and UTS: clone flags %#x, want %#x", l.attr.Sys.Cloneflags, want)
+	}
+}
+
+// Remove kills a created container's process, never started, and gives
+// back its start pipe.
+func TestRemoveKillsAndWaits(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	status := make(chan unix.WaitStatus, 1)
+	go func() {
+		cmd.Wait()
+		status <- unix.WaitStatus(cmd.ProcessState.Sys().(syscall.WaitStatus))
+	}()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	c := &Container{Child: Watch(cmd.Process.Pid, status), id: "x", startW: w}
+	if err := c.Remove(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.ExitStatus(); got != 137 {
+		t.Errorf("exit status %d, want 137", got)
+	}
+	if n, _ := r.Read(make([]byte, 1)); n != 0 {
+		t.Error("the start pipe was written to, not closed")
+	}
+	if err := c.Start(); err == nil {
+		t.Error("a removed container started")
 	}
 }

@@ -25,11 +25,24 @@ import (
 // ownNet gives the container a network namespace of its own, loopback
 // only, instead of the guest's: for a sandbox without networking in a
 // guest that has NICs anyway (a VM template's NIC slot).
-func New(id string, spec *specs.Spec, ownNet bool, stdin, stdout, stderr *os.File, r Reaper, z *Zygote) (*Container, error) {
+//
+// sandbox, when not nil, is the pod's sandbox container: the new one
+// joins its network, IPC and UTS namespaces wherever spec names a
+// namespace of that type by path (see join.go), and neither sets a
+// hostname nor gets a network namespace of its own then.
+func New(id string, spec *specs.Spec, ownNet bool, sandbox *Container, stdin, stdout, stderr *os.File, r Reaper, z *Zygote) (*Container, error) {
 	if err := Validate(spec); err != nil {
 		return nil, err
 	}
-	specJSON, err := json.Marshal(forInit(spec, ownNet))
+	var join []nsFile
+	if sandbox != nil {
+		var err error
+		if join, err = sandbox.namespaces(toJoin(spec)...); err != nil {
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+		defer closeNamespaces(join)
+	}
+	specJSON, err := json.Marshal(forInit(spec, ownNet && !joins(join, nsNet), joins(join, nsUTS)))
 	if err != nil {
 		return nil, fmt.Errorf("encode spec: %w", err)
 	}
@@ -38,7 +51,7 @@ func New(id string, spec *specs.Spec, ownNet bool, stdin, stdout, stderr *os.Fil
 		return nil, err
 	}
 	defer h.close()
-	l := newLauncher(id, spec, r, z)
+	l := newLauncher(id, spec, r, z, join)
 	var res *specs.LinuxResources
 	if spec.Linux != nil {
 		res = spec.Linux.Resources
@@ -95,25 +108,34 @@ func (c *Container) awaitReady(h *handshake, spec []byte) error {
 type launcher struct {
 	id       string
 	r        Reaper
-	z        *Zygote // the zygote in use; nil: fork
+	z        *Zygote  // the zygote in use; nil: fork
+	join     []nsFile // namespaces the init is born in, another container's
 	attr     *syscall.ProcAttr
 	cgroup   string
 	warnings []string
 }
 
-func newLauncher(id string, spec *specs.Spec, r Reaper, z *Zygote) *launcher {
-	// Mount, UTS and IPC namespaces always: the container must not touch
-	// the agent's mounts or the guest's name. A PID namespace as the spec
-	// says, as runc does: without one the process is not an init process.
-	flags := uintptr(syscall.CLONE_NEWNS | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC)
+func newLauncher(id string, spec *specs.Spec, r Reaper, z *Zygote, join []nsFile) *launcher {
+	// Mount, UTS and IPC namespaces of its own unless joined: the
+	// container must not touch the agent's mounts or the guest's name. A
+	// PID namespace as the spec says, as runc does: without one the
+	// process is not an init process.
+	flags := uintptr(syscall.CLONE_NEWNS)
+	for _, k := range []nsKind{nsUTS, nsIPC} {
+		if !joins(join, k) {
+			flags |= uintptr(k.flag)
+		}
+	}
 	if hasNamespace(spec, specs.PIDNamespace) {
 		flags |= syscall.CLONE_NEWPID
 	}
-	l := &launcher{id: id, r: r, attr: &syscall.ProcAttr{
+	l := &launcher{id: id, r: r, join: join, attr: &syscall.ProcAttr{
 		Env: []string{initEnv},
 		Sys: &syscall.SysProcAttr{Setsid: true, Cloneflags: flags},
 	}}
-	if z.usableFor(spec) {
+	// The zygote's namespaces were made at its birth, fresh: a container
+	// that joins others' is forked from a thread inside them instead.
+	if len(join) == 0 && z.usableFor(spec) {
 		l.z = z
 	}
 	return l
@@ -140,9 +162,7 @@ func (l *launcher) launch(fds []uintptr, res *specs.LinuxResources) (int, <-chan
 			intoCgroup(l.id, l.attr) // the one the zygote was moved to
 		}
 	}
-	pid, status, err := l.r.Track(func() (int, error) {
-		return syscall.ForkExec("/proc/self/exe", []string{"skiff-init", InitArg}, l.attr)
-	})
+	pid, status, err := forkIn(l.join, []string{"skiff-init", InitArg}, l.attr, l.r)
 	if err != nil {
 		l.removeCgroup()
 		return 0, nil, fmt.Errorf("start container init: %w", err)

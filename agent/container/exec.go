@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"strings"
 	"syscall"
 
@@ -35,24 +34,21 @@ func (c *Container) Exec(proc *specs.Process, stdin, stdout, stderr *os.File, r 
 	if err != nil {
 		return nil, fmt.Errorf("encode process: %w", err)
 	}
-	ns, err := c.openNamespaces()
+	// The namespaces the child joins itself (fdMntNS on), then the PID
+	// namespace it is born in.
+	ns, err := c.namespaces(nsMnt, nsUTS, nsIPC, nsNet, nsPID)
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		for _, f := range ns {
-			f.Close()
-		}
-	}()
+	defer closeNamespaces(ns)
 	h, err := newHandshake(false, proc.Terminal)
 	if err != nil {
 		return nil, err
 	}
 	defer h.close()
-	// The namespaces to join follow fdConsole, from fdMntNS on.
 	attr := &syscall.ProcAttr{
 		Env:   []string{execEnv},
-		Files: append(h.fds(stdin, stdout, stderr, true), ns[0].Fd(), ns[1].Fd(), ns[2].Fd(), ns[3].Fd()),
+		Files: append(h.fds(stdin, stdout, stderr, true), ns[0].f.Fd(), ns[1].f.Fd(), ns[2].f.Fd(), ns[3].f.Fd()),
 		Sys:   &syscall.SysProcAttr{Setsid: true},
 	}
 	if c.cgroup != "" {
@@ -63,7 +59,7 @@ func (c *Container) Exec(proc *specs.Process, stdin, stdout, stderr *os.File, r 
 			attr.Sys.CgroupFD = fd
 		}
 	}
-	pid, status, err := forkIntoPIDNS(ns[4], attr, r)
+	pid, status, err := forkIn(ns[4:], []string{"skiff-exec", ExecArg}, attr, r)
 	if err != nil {
 		return nil, fmt.Errorf("start exec process: %w", err)
 	}
@@ -91,23 +87,6 @@ func (c *Container) checkExec(proc *specs.Process) error {
 	return nil
 }
 
-// openNamespaces opens the mount, UTS, IPC, network and PID namespaces of
-// the container's init, in that order.
-func (c *Container) openNamespaces() ([]*os.File, error) {
-	var ns []*os.File
-	for _, n := range []string{"mnt", "uts", "ipc", "net", "pid"} {
-		f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", c.pid, n))
-		if err != nil {
-			for _, f := range ns {
-				f.Close()
-			}
-			return nil, fmt.Errorf("open %s namespace of the container: %w", n, err)
-		}
-		ns = append(ns, f)
-	}
-	return ns, nil
-}
-
 // awaitExec gives the exec child its process spec and waits until it has
 // exec'd (EOF on the ready pipe) or reported the error that kept it from
 // running; then takes its terminal.
@@ -126,30 +105,4 @@ func (p *Process) awaitExec(h *handshake, spec []byte) error {
 		}
 	}
 	return nil
-}
-
-// forkIntoPIDNS starts the exec child inside the PID namespace pidNS: only
-// children created after setns(CLONE_NEWPID) enter it, so the fork happens
-// on a thread of its own that has joined it. That thread is never unlocked,
-// so it dies with the goroutine and no other work ever runs on it.
-func forkIntoPIDNS(pidNS *os.File, attr *syscall.ProcAttr, r Reaper) (int, <-chan unix.WaitStatus, error) {
-	type result struct {
-		pid int
-		ch  <-chan unix.WaitStatus
-		err error
-	}
-	res := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := unix.Setns(int(pidNS.Fd()), unix.CLONE_NEWPID); err != nil {
-			res <- result{err: fmt.Errorf("join the container's PID namespace: %w", err)}
-			return
-		}
-		pid, ch, err := r.Track(func() (int, error) {
-			return syscall.ForkExec("/proc/self/exe", []string{"skiff-exec", ExecArg}, attr)
-		})
-		res <- result{pid, ch, err}
-	}()
-	out := <-res
-	return out.pid, out.ch, out.err
 }
