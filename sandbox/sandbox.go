@@ -99,6 +99,12 @@ func (r *Runtime) read(d state.ContainerDir) (*Container, error) {
 	}
 	sd := r.root.Sandbox(sbID)
 	sb, err := sd.Read()
+	if errors.Is(err, state.ErrNotExist) {
+		// A pod's sandbox deleted before this container (a VM that died
+		// lets callers clean up in any order): the container stays
+		// readable and deletable on its own.
+		sb, err = &state.Sandbox{ID: sbID}, nil
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -130,7 +130,8 @@ func TestPod(t *testing.T) {
 }
 
 // A VM that dies under a pod stops every container of it (137 for each
-// host process), and delete --force cleans every one up.
+// host process), and delete --force cleans every one up, the sandbox
+// first or last.
 func TestPodVMDies(t *testing.T) {
 	e2e.SkiffOnly(t)
 	e := e2e.NewEnv(t)
@@ -145,6 +146,7 @@ func TestPodVMDies(t *testing.T) {
 	}
 	e.WaitStatus(c, "stopped")
 	e.WaitStatus(sb, "stopped")
-	e.ForceDelete(c, cPID)
+	// Callers clean up in any order after a crash: the sandbox first.
 	e.ForceDelete(sb, sbPID)
+	e.ForceDelete(c, cPID)
 }

@@ -86,6 +86,9 @@ func removeOnMount(path string, id uint64) error {
 	}
 	if fi.IsDir() {
 		mid, err := mountID(path)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil // removed meanwhile (a pod's sandbox and container deleted at once)
+		}
 		if err != nil {
 			return err
 		}
@@ -93,6 +96,9 @@ func removeOnMount(path string, id uint64) error {
 			return fmt.Errorf("remove %s: a mount is still there (unmount it first)", path)
 		}
 		ents, err := os.ReadDir(path)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
