@@ -83,7 +83,20 @@ func podConfig(name, uid, hostname, logDir string) *runtimeapi.PodSandboxConfig 
 		Hostname:     hostname,
 		LogDirectory: logDir,
 		Labels:       map[string]string{"suite": "skiff-cri"},
-		Linux:        &runtimeapi.LinuxPodSandboxConfig{},
+		Linux: &runtimeapi.LinuxPodSandboxConfig{
+			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: podNamespaces()},
+		},
+	}
+}
+
+// podNamespaces are the kubelet's for a pod without shareProcessNamespace:
+// network and IPC of the pod (UTS follows the network), a PID namespace
+// per container. The CRI's zero value would share the PID namespace.
+func podNamespaces() *runtimeapi.NamespaceOption {
+	return &runtimeapi.NamespaceOption{
+		Network: runtimeapi.NamespaceMode_POD,
+		Ipc:     runtimeapi.NamespaceMode_POD,
+		Pid:     runtimeapi.NamespaceMode_CONTAINER,
 	}
 }
 
@@ -96,7 +109,9 @@ func containerConfig(name string, attempt uint32, script, volume string) *runtim
 		Command:  []string{"/bin/sh", "-c", script},
 		Envs:     []*runtimeapi.KeyValue{{Key: "NAME", Value: []byte(name)}},
 		LogPath:  fmt.Sprintf("%s.%d.log", name, attempt),
-		Linux:    &runtimeapi.LinuxContainerConfig{},
+		Linux: &runtimeapi.LinuxContainerConfig{
+			SecurityContext: &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: podNamespaces()},
+		},
 	}
 	if volume != "" {
 		c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/workspace", HostPath: volume}}

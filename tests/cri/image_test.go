@@ -25,7 +25,7 @@ const (
 // Applets the containers use; each is a symlink to /bin/busybox.
 var applets = []string{
 	"sh", "echo", "cat", "hostname", "sleep", "true", "false", "test",
-	"ls", "nc", "printf", "touch", "mkdir", "id", "env",
+	"ls", "nc", "printf", "touch", "mkdir", "id", "env", "readlink",
 }
 
 type descriptor struct {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -254,8 +255,17 @@ func (p *pod) stopAndRemove(t *testing.T) {
 		return len(leaks) == 0
 	})
 	if len(leaks) > 0 {
-		t.Errorf("left behind %s after RemovePodSandbox of %s:\n  %s", settle, removed, strings.Join(leaks, "\n  "))
+		t.Errorf("left behind %s after RemovePodSandbox of %s:\n  %s%s", settle, removed, strings.Join(leaks, "\n  "), containerdSaid(leaks))
 	}
+}
+
+// inode is the inode number of a file (a namespace's, through its nsfs link).
+func inode(path string) uint64 {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return 0
+	}
+	return st.Ino
 }
 
 // netnsDir is where containerd mounts pods' network namespaces
@@ -276,6 +286,37 @@ func (p *pod) expectLeakCheckSees(t *testing.T) {
 			t.Errorf("the leak check sees no %s of the live pod: it would miss a leak of one; it sees:%s", k, strings.ReplaceAll(live, "\n", "\n  "))
 		}
 	}
+}
+
+var idPattern = regexp.MustCompile(`[0-9a-f]{64}`)
+
+// containerdSaid returns containerd's errors and warnings about the IDs
+// named in leaks: why the runtime's delete failed, from the runtime's own
+// log.json as the shim reports it.
+func containerdSaid(leaks []string) string {
+	ids := map[string]bool{}
+	for _, l := range leaks {
+		for _, id := range idPattern.FindAllString(l, -1) {
+			ids[id] = true
+		}
+	}
+	data, _ := os.ReadFile(filepath.Join(tmpDir, "containerd.log"))
+	var out []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if !strings.Contains(l, "level=error") && !strings.Contains(l, "level=warning") {
+			continue
+		}
+		for id := range ids {
+			if strings.Contains(l, id) {
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	return "\ncontainerd said:\n  " + strings.Join(out, "\n  ")
 }
 
 // leftovers lists what is left of the pod: processes naming one of its IDs
@@ -356,10 +397,14 @@ func tektonPod(t *testing.T, handler string) {
 		p.expectQemu(t)
 	})
 	p.step("init-containers", []string{"sandbox"}, func(t *testing.T) {
-		p.runToCompletion(t, "init1", `echo one > /workspace/init1 && hostname > /workspace/init1.host`, 0)
+		p.runToCompletion(t, "init1", `echo one > /workspace/init1 && hostname > /workspace/init1.host && echo init1 done`, 0)
+		// Its stdout reached containerd's log (CRI format: time stream tag line).
+		if l := p.log("init1", 0); !strings.Contains(l, " stdout F init1 done\n") {
+			t.Errorf("init1's CRI log has no \"init1 done\" on stdout:\n%s", l)
+		}
 		// The second proves the order: it fails unless the first finished.
 		p.runToCompletion(t, "init2", `test -f /workspace/init1 && echo two > /workspace/init2 && hostname > /workspace/init2.host`, 0)
-		for f, want := range map[string]string{"init1": "one\n", "init2": "two\n", "init1.host": podHostname + "\n", "init2.host": podHostname + "\n"} {
+		for f, want := range map[string]string{"init1": "one\n", "init2": "two\n"} {
 			data, err := os.ReadFile(filepath.Join(p.volume, f))
 			if err != nil || string(data) != want {
 				t.Errorf("volume file %s: %q (%v), want %q", f, data, err, want)
@@ -393,9 +438,56 @@ func tektonPod(t *testing.T, handler string) {
 			}
 		}
 	})
-	p.step("hostname", []string{"steps-and-sidecar"}, func(t *testing.T) {
+	p.step("namespaces", []string{"steps-and-sidecar"}, func(t *testing.T) {
+		// Inside: the pod's net, IPC and UTS namespaces are shared; each
+		// container has its own mount and PID namespaces.
+		seen := map[string]map[string]string{} // ns → container → link
 		for _, n := range running {
-			p.exec(t, n, `hostname`, podHostname+"\n", 0)
+			out, _, _, err := cri.execSync(p.containers[n], `for n in net ipc uts mnt pid; do echo $n $(readlink /proc/self/ns/$n); done`)
+			if err != nil {
+				t.Fatalf("ExecSync in %s: %v", n, err)
+			}
+			for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+				if f := strings.Fields(l); len(f) == 2 {
+					if seen[f[0]] == nil {
+						seen[f[0]] = map[string]string{}
+					}
+					seen[f[0]][n] = f[1]
+				}
+			}
+		}
+		for _, k := range []string{"net", "ipc", "uts", "mnt", "pid"} {
+			distinct := map[string]bool{}
+			for _, v := range seen[k] {
+				distinct[v] = true
+			}
+			shared := k == "net" || k == "ipc" || k == "uts"
+			if len(seen[k]) != len(running) || (shared && len(distinct) != 1) || (!shared && len(distinct) != len(running)) {
+				t.Errorf("%s namespaces of %v: %v; want %s", k, running, seen[k], map[bool]string{true: "one, shared", false: "one each"}[shared])
+			}
+		}
+		// On the host: the process containerd waits on for each container
+		// is in the pod's network namespace (the one CNI set up).
+		var netns []string
+		ents, _ := os.ReadDir(netnsDir())
+		for _, e := range ents {
+			if !slices.Contains(p.before.netns, e.Name()) {
+				netns = append(netns, filepath.Join(netnsDir(), e.Name()))
+			}
+		}
+		if len(netns) != 1 {
+			t.Fatalf("%d new network namespaces under %s, want the pod's one: %v", len(netns), netnsDir(), netns)
+		}
+		want := inode(netns[0])
+		for _, n := range running {
+			pid, err := cri.pid(p.containers[n], false)
+			if err != nil {
+				t.Errorf("%s: %v", n, err)
+				continue
+			}
+			if got := inode(fmt.Sprintf("/proc/%d/ns/net", pid)); got != want {
+				t.Errorf("%s's host process %d is in network namespace %d, want the pod's %d (%s)", n, pid, got, want, netns[0])
+			}
 		}
 	})
 	p.step("exit-code", []string{"init-containers"}, func(t *testing.T) {
@@ -439,7 +531,27 @@ func tektonPod(t *testing.T, handler string) {
 			t.Errorf("re-created sidecar has the old ID %s", id)
 		}
 		p.expectRunning(t, "sidecar")
-		p.exec(t, "sidecar", `hostname; cat /workspace/init1; nc 127.0.0.1 7777 </dev/null`, podHostname+"\none\npong\n", 0)
+		p.exec(t, "sidecar", `cat /workspace/init1; nc 127.0.0.1 7777 </dev/null`, "one\npong\n", 0)
+	})
+	p.step("hostname", []string{"init-containers"}, func(t *testing.T) {
+		for _, f := range []string{"init1.host", "init2.host"} {
+			data, err := os.ReadFile(filepath.Join(p.volume, f))
+			if err != nil || string(data) != podHostname+"\n" {
+				t.Errorf("hostname seen by %s: %q (%v), want %q", strings.TrimSuffix(f, ".host"), data, err, podHostname)
+			}
+		}
+		// After "recreate": the re-created sidecar is checked too, when
+		// there is one.
+		if !p.ok["steps-and-sidecar"] {
+			t.Errorf("not checked in the running containers: step \"steps-and-sidecar\" did not pass")
+			return
+		}
+		for _, n := range running {
+			if n == "sidecar" && !p.ok["recreate"] {
+				continue
+			}
+			p.exec(t, n, `hostname`, podHostname+"\n", 0)
+		}
 	})
 	p.step("one-qemu", []string{"sandbox"}, func(t *testing.T) {
 		p.expectQemu(t)
