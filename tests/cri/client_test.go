@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -84,6 +85,7 @@ func podConfig(name, uid, hostname, logDir string) *runtimeapi.PodSandboxConfig 
 		LogDirectory: logDir,
 		Labels:       map[string]string{"suite": "skiff-cri"},
 		Linux: &runtimeapi.LinuxPodSandboxConfig{
+			CgroupParent:    cgroupParent,
 			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: podNamespaces()},
 		},
 	}
@@ -260,4 +262,38 @@ func mountsUnder(dir string, ids ...string) []string {
 		}
 	}
 	return ms
+}
+
+// cgroupDirs are the suite's cgroup parent in every cgroup hierarchy of
+// the host (v1 controllers and the unified one, or v2 alone).
+func cgroupDirs() []string {
+	var ds []string
+	cands := []string{filepath.Join("/sys/fs/cgroup", cgroupParent)}
+	ents, _ := os.ReadDir("/sys/fs/cgroup")
+	for _, e := range ents {
+		if e.IsDir() {
+			cands = append(cands, filepath.Join("/sys/fs/cgroup", e.Name(), cgroupParent))
+		}
+	}
+	for _, d := range cands {
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+			ds = append(ds, d)
+		}
+	}
+	return ds
+}
+
+// cgroupsBelow lists the cgroups below the suite's parent, deepest first.
+func cgroupsBelow() []string {
+	var cs []string
+	for _, d := range cgroupDirs() {
+		filepath.WalkDir(d, func(path string, e os.DirEntry, err error) error {
+			if err == nil && e.IsDir() && path != d {
+				cs = append(cs, path)
+			}
+			return nil
+		})
+	}
+	slices.SortFunc(cs, func(a, b string) int { return strings.Count(b, "/") - strings.Count(a, "/") })
+	return cs
 }

@@ -39,7 +39,9 @@ var (
 	runtimeRoots = map[string]string{}
 	// bridgeName is the CNI bridge of the suite's pods.
 	bridgeName string
-	cri        *client
+	// cgroupParent holds the pods' host cgroups (cgroupfs paths).
+	cgroupParent = fmt.Sprintf("/skiff-cri-%d", os.Getpid())
+	cri          *client
 	// handlers are the runtime handlers the tests run for, in order.
 	handlers = []string{"runc", "skiff"}
 )
@@ -318,6 +320,13 @@ func teardown(c *containerd) []string {
 	for i := len(mounts) - 1; i >= 0; i-- {
 		leaks = append(leaks, "mount "+mounts[i])
 		syscall.Unmount(mounts[i], syscall.MNT_DETACH)
+	}
+	for _, c := range cgroupsBelow() {
+		leaks = append(leaks, "cgroup "+c)
+		syscall.Rmdir(c)
+	}
+	for _, d := range cgroupDirs() {
+		syscall.Rmdir(d)
 	}
 	exec.Command("ip", "link", "del", bridgeName).Run()
 	if len(leaks) > 0 || os.Getenv("SKIFF_CRI_KEEP") != "" {

@@ -280,6 +280,10 @@ func (p *pod) expectLeakCheckSees(t *testing.T) {
 	kinds := []string{"process", "mount", "runtime state", "containerd state", "network namespace"}
 	if p.handler == "skiff" {
 		kinds = append(kinds, "qemu")
+	} else {
+		// runc makes a host cgroup per container; skiff may keep its
+		// containers' cgroups in the guest only.
+		kinds = append(kinds, "cgroup")
 	}
 	for _, k := range kinds {
 		if !strings.Contains(live, "\n"+k+" ") {
@@ -302,13 +306,21 @@ func containerdSaid(leaks []string) string {
 	}
 	data, _ := os.ReadFile(filepath.Join(tmpDir, "containerd.log"))
 	var out []string
-	for _, l := range strings.Split(string(data), "\n") {
+	lines := strings.Split(string(data), "\n")
+	for i, l := range lines {
 		if !strings.Contains(l, "level=error") && !strings.Contains(l, "level=warning") {
 			continue
 		}
 		for id := range ids {
 			if strings.Contains(l, id) {
 				out = append(out, l)
+				// The shim's clean-up of a dead shim logs the runtime's
+				// errors on the lines after, without the ID.
+				for j := i + 1; j < len(lines) && j <= i+3; j++ {
+					if strings.Contains(lines[j], "cleanup warnings") {
+						out = append(out, lines[j])
+					}
+				}
 				break
 			}
 		}
@@ -322,7 +334,8 @@ func containerdSaid(leaks []string) string {
 // leftovers lists what is left of the pod: processes naming one of its IDs
 // or the runtime's root (shims, skiff's host processes, qemu), mounts below
 // the temp dir or naming an ID, the runtime's state dirs, containerd's task
-// and CRI dirs, network namespaces; compared with the pod's start.
+// and CRI dirs, network namespaces, host cgroups named by an ID; compared
+// with the pod's start.
 func (p *pod) leftovers() []string {
 	var l []string
 	root := runtimeRoots[p.handler]
@@ -335,6 +348,14 @@ func (p *pod) leftovers() []string {
 	for _, m := range mountsUnder(tmpDir, p.ids...) {
 		if !slices.Contains(p.before.mounts, m) {
 			l = append(l, "mount "+m)
+		}
+	}
+	for _, c := range cgroupsBelow() {
+		for _, id := range p.ids {
+			if strings.Contains(c, id) {
+				l = append(l, "cgroup "+c)
+				break
+			}
 		}
 	}
 	ents, _ := os.ReadDir(root)
