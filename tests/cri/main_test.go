@@ -304,8 +304,15 @@ func teardown(c *containerd) []string {
 		ents, _ := os.ReadDir(root)
 		for _, e := range ents {
 			if e.IsDir() {
-				leaks = append(leaks, fmt.Sprintf("%s container %s", h, e.Name()))
-				exec.Command(bin, "--root", root, "delete", "--force", e.Name()).Run()
+				out, err := exec.Command(bin, "--root", root, "delete", "--force", e.Name()).CombinedOutput()
+				res := "delete --force: ok"
+				if err != nil {
+					res = fmt.Sprintf("delete --force: %v: %s", err, strings.TrimSpace(string(out)))
+				}
+				if _, err := os.Stat(filepath.Join(root, e.Name())); err == nil {
+					res += "; its directory is still there"
+				}
+				leaks = append(leaks, fmt.Sprintf("%s container %s (%s)", h, e.Name(), res))
 			}
 		}
 	}
