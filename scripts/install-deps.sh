@@ -10,6 +10,8 @@ PKGS=(
 	xz-utils          # kernel payload extraction
 	kmod              # depmod/modprobe to order the guest modules
 	runc              # reference runtime for comparison tests
+	containerd        # the CRI tests (tests/cri) start a private containerd
+	containernetworking-plugins  # its pods' network: bridge, host-local, loopback (/usr/lib/cni)
 	podman            # the podman tests drive skiff through it
 	conmon
 	crun              # podman's default runtime, for comparisons
