@@ -207,7 +207,7 @@ func TestInstallContainerdReadsIt(t *testing.T) {
 	e2e.SkiffOnly(t)
 	containerd, err := exec.LookPath("containerd")
 	if err != nil {
-		t.Skip("containerd is not installed")
+		t.Fatalf("containerd is not installed (scripts/install-deps.sh installs it): %v", err)
 	}
 	e := e2e.NewSerialEnv(t)
 	configs := map[string]string{"hand-edited": containerdPackaged}
