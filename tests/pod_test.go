@@ -106,6 +106,23 @@ func TestPod(t *testing.T) {
 		}
 	})
 
+	e.Step("out of memory in one container", func(e *e2e.Env) {
+		r := e.RT("run", "--bundle", e.Bundle("hog", e2e.Sh(`dd if=/dev/zero of=/dev/shm/fill bs=1M count=60 2>/dev/null && echo survived`),
+			podMember(sb, sbPID), func(s *specs.Spec) {
+				limit := int64(32 << 20)
+				s.Linux.Resources = &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit}}
+			}), e.ID("hog"))
+		if r.Code == 0 || strings.Contains(r.Stdout, "survived") {
+			e.T.Errorf("a container over its 32 MiB limit: %v; want it killed", r)
+		}
+		if st := e.State(server); st.Status != "running" {
+			e.T.Errorf("its sibling after the OOM: %q, want running", st.Status)
+		}
+		if st := e.State(sb); st.Status != "running" {
+			e.T.Errorf("the sandbox after the OOM: %q, want running", st.Status)
+		}
+	})
+
 	e.Step("delete one, the pod runs on; create it again", func(e *e2e.Env) {
 		e.MustOK(e.RT("kill", server, "TERM"))
 		e.WaitStatus(server, "stopped")

@@ -161,7 +161,7 @@ var applets = []string{
 	"sh", "echo", "cat", "id", "hostname", "pwd", "env", "sleep", "true",
 	"false", "touch", "ls", "test", "mkdir", "kill", "uname", "stat",
 	"mount", "ln", "reboot", "grep", "insmod", "head", "od", "tr", "date",
-	"httpd", "nc", "printf", "cut", "tail",
+	"httpd", "nc", "printf", "cut", "tail", "dd",
 }
 
 // buildRootfs makes a minimal rootfs around a static busybox. Mount points
