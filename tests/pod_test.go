@@ -123,6 +123,24 @@ func TestPod(t *testing.T) {
 		}
 	})
 
+	e.Step("a container larger than the pod's VM", func(e *e2e.Env) {
+		if !e2e.IsSkiff() {
+			return // runc has no VM to outgrow
+		}
+		big := e.Bundle("big", []string{"/bin/true"}, podMember(sb, sbPID), func(s *specs.Spec) {
+			limit := int64(64 << 30)
+			s.Linux.Resources = &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit}}
+		})
+		id := e.ID("big")
+		if msg := e.MustFail(e.RT("create", "--bundle", big, id)); !strings.Contains(msg, "MiB of memory") {
+			e.T.Errorf("refusal does not name the memory limit: %q", msg)
+		}
+		e.AssertNoStateDir(id, "a refused create")
+		if st := e.State(sb); st.Status != "running" {
+			e.T.Errorf("the sandbox after a refused container: %q", st.Status)
+		}
+	})
+
 	e.Step("delete one, the pod runs on; create it again", func(e *e2e.Env) {
 		e.MustOK(e.RT("kill", server, "TERM"))
 		e.WaitStatus(server, "stopped")
