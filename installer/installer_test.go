@@ -257,6 +257,7 @@ func TestFileContents(t *testing.T) {
 		{CRIODropIn, []string{"crio", "runtime", "runtimes", "skiff", "runtime_path"}, "/opt/skiff"},
 		{CRIODropIn, []string{"crio", "runtime", "runtimes", "skiff", "runtime_type"}, "oci"},
 		{CRIODropIn, []string{"crio", "runtime", "runtimes", "skiff", "runtime_root"}, "/run/vm"},
+		{CRIODropIn, []string{"crio", "runtime", "drop_infra_ctr"}, false},
 		{ContainerdConfig, []string{"version"}, int64(2)},
 		{ContainerdConfig, []string{"plugins", "io.containerd.grpc.v1.cri", "containerd", "runtimes", "skiff", "runtime_type"}, "io.containerd.runc.v2"},
 		{ContainerdConfig, []string{"plugins", "io.containerd.grpc.v1.cri", "containerd", "runtimes", "skiff", "options", "BinaryName"}, "/opt/skiff"},

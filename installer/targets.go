@@ -45,6 +45,10 @@ func crio(o *Options) ([]edit, []string, error) {
 	var b bytes.Buffer
 	b.WriteString(header(CRIO))
 	b.WriteString("# Pods whose RuntimeClass has handler \"skiff\" run in their own VM.\n")
+	b.WriteString("# The pod's VM is made by its infra (pause) container, which CRI-O drops\n")
+	b.WriteString("# by default for runtime_type \"oci\": keep it.\n")
+	b.WriteString("[crio.runtime]\n")
+	b.WriteString("drop_infra_ctr = false\n")
 	fmt.Fprintf(&b, "[crio.runtime.runtimes.%s]\n", RuntimeName)
 	fmt.Fprintf(&b, "runtime_path = %s\n", tomlString(o.Binary))
 	b.WriteString("runtime_type = \"oci\"\n")
