@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -134,4 +135,37 @@ func TestHostCgroupInUseIsRefused(t *testing.T) {
 		t.Error("the cgroup's own process was killed")
 	}
 	e.AssertNoStateDir(id, "a refused create")
+}
+
+// A guest that owns its kernel (root in a privileged container stands in
+// for it) cannot speak on the pod's network as anyone but itself: frames
+// from another MAC, IP packets from another address and ARP claiming
+// another address never leave its tap. The host side of the namespace's
+// veth is the neighbour that must see none of them.
+func TestGuestCannotSpoofItsNeighbours(t *testing.T) {
+	e2e.SkiffOnly(t)
+	e := e2e.NewEnv(t)
+	ns := e2e.NewNetns(t)
+	spoofIP := strings.TrimSuffix(ns.ContainerIP(), ".2") + ".99"
+	script := fmt.Sprintf(`
+busybox ping -c1 -W5 %[1]s >/dev/null && echo own=ok
+busybox arping -c1 -w2 -I eth0 -s %[2]s %[1]s >/dev/null 2>&1
+busybox ip addr add %[2]s/24 dev eth0
+busybox ping -c1 -W2 -I %[2]s %[1]s >/dev/null 2>&1 && echo spoofed-ip=answered
+busybox ip link set eth0 address 02:00:5e:00:53:99
+busybox ping -c1 -W2 %[1]s >/dev/null 2>&1 && echo spoofed-mac=answered
+echo done`, ns.HostIP(), spoofIP)
+	b := e.Bundle("spoof", e2e.Sh(script), e2e.WithNetns(ns.Path), e2e.Privileged)
+	r := e.MustOK(e.RT("run", "--bundle", b, e.ID("spoof")))
+	if !strings.Contains(r.Stdout, "own=ok") || !strings.Contains(r.Stdout, "done") {
+		t.Fatalf("the container could not reach its neighbour as itself, or stopped early: %v", r)
+	}
+	for _, leak := range []string{"spoofed-ip=answered", "spoofed-mac=answered"} {
+		if strings.Contains(r.Stdout, leak) {
+			t.Errorf("a spoofed frame reached the neighbour: %s", leak)
+		}
+	}
+	if out, _ := e2e.IP("neigh", "show", "dev", ns.Host); strings.Contains(out, spoofIP) || strings.Contains(out, "02:00:5e:00:53:99") {
+		t.Errorf("the neighbour learned a spoofed address:\n%s", out)
+	}
 }

@@ -383,14 +383,12 @@ func connect(l netlink.Link, f *os.File, tapName string, addIngress bool) (hyper
 	if err := redirect(l, tap); err != nil {
 		return hypervisor.NetDevice{}, nil, err
 	}
-	if err := redirect(tap, l); err != nil {
-		return hypervisor.NetDevice{}, nil, err
-	}
 	iface := &protocol.Interface{Name: a.Name, MAC: a.HardwareAddr.String(), MTU: a.MTU}
 	addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
 	if err != nil {
 		return hypervisor.NetDevice{}, nil, fmt.Errorf("list addresses: %w", err)
 	}
+	var own []*net.IPNet
 	for _, ad := range addrs {
 		// The guest derives the same IPv6 link-local address from the
 		// same MAC by itself.
@@ -398,6 +396,10 @@ func connect(l netlink.Link, f *os.File, tapName string, addIngress bool) (hyper
 			continue
 		}
 		iface.Addresses = append(iface.Addresses, ad.IPNet.String())
+		own = append(own, ad.IPNet)
+	}
+	if err := guard(tap, l, a.HardwareAddr, own); err != nil {
+		return hypervisor.NetDevice{}, nil, err
 	}
 	ok = true
 	return hypervisor.NetDevice{Tap: f, MAC: iface.MAC}, iface, nil
