@@ -50,13 +50,15 @@ CACHE=$(readlink -f "$CACHE")
 COMPRESS=${SKIFF_INITRD_COMPRESS:-none}
 EPOCH=${SOURCE_DATE_EPOCH:-0}
 
-# Modules the agent loads at boot: virtio transport, console, 9p and net.
-# Dependencies are resolved with modprobe. Nothing else (virtio_blk,
-# overlay) until something uses it: every module costs boot time under TCG.
+# Modules the agent loads at boot: virtio transport, console, 9p and net,
+# and fuse for /dev/fuse in privileged containers (nested podman, buildah,
+# fuse-overlayfs). Dependencies are resolved with modprobe. Nothing else
+# (virtio_blk, overlay) until something uses it: every module costs boot
+# time under TCG.
 MODULES=(
 	virtio virtio_ring virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci
 	virtio_console netfs fscache 9pnet 9pnet_virtio 9p
-	virtio_net failover net_failover
+	virtio_net failover net_failover fuse
 )
 
 for t in apt-cache apt-get dpkg-deb depmod modprobe xz cpio sha256sum; do

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,14 +27,9 @@ type ProcessInfo struct {
 func (c *Container) Processes() ([]ProcessInfo, error) {
 	var pids []int
 	if c.cgroup != "" {
-		b, err := os.ReadFile(c.cgroup + "/cgroup.procs")
-		if err != nil {
+		var err error
+		if pids, err = cgroupPIDs(c.cgroup); err != nil {
 			return nil, fmt.Errorf("list processes: %w", err)
-		}
-		for _, f := range strings.Fields(string(b)) {
-			if pid, err := strconv.Atoi(f); err == nil {
-				pids = append(pids, pid)
-			}
 		}
 	} else {
 		select {
@@ -125,8 +122,12 @@ func (c *Container) Freeze(frozen bool) error {
 	}
 }
 
-// cgroupRoot holds one cgroup per container in the guest's cgroup2 tree.
-const cgroupRoot = "/sys/fs/cgroup/skiff"
+// cgroupMount is where the agent mounts the guest's cgroup2 tree;
+// cgroupRoot holds one cgroup per container in it.
+const (
+	cgroupMount = "/sys/fs/cgroup"
+	cgroupRoot  = cgroupMount + "/skiff"
+)
 
 // makeCgroup creates the container's cgroup and opens it for
 // CLONE_INTO_CGROUP, so the process is in it from its first instruction.
@@ -163,18 +164,121 @@ func signalCgroup(dir string, sig unix.Signal) error {
 			return nil
 		}
 	}
-	b, err := os.ReadFile(dir + "/cgroup.procs")
+	pids, err := cgroupPIDs(dir)
 	if err != nil {
 		return fmt.Errorf("list processes of %s: %w", dir, err)
 	}
-	for _, f := range strings.Fields(string(b)) {
-		var pid int
-		if _, err := fmt.Sscan(f, &pid); err != nil {
-			continue
-		}
+	for _, pid := range pids {
 		if err := unix.Kill(pid, sig); err != nil && err != unix.ESRCH {
 			return fmt.Errorf("signal %d to %d: %w", sig, pid, err)
 		}
 	}
 	return nil
+}
+
+// cgroupPIDs lists the processes of a cgroup and of the cgroups below it:
+// a container's init may sit in a leaf of its cgroup (see delegate), and
+// a runtime nested in it makes cgroups of its own there.
+func cgroupPIDs(dir string) ([]int, error) {
+	var pids []int
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p != dir && errors.Is(err, fs.ErrNotExist) {
+				return nil // removed meanwhile
+			}
+			return err
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		b, err := os.ReadFile(p + "/cgroup.procs")
+		if err != nil {
+			if p != dir && errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+		return nil
+	})
+	return pids, err
+}
+
+// removeCgroupTree removes a cgroup and the cgroups below it, deepest
+// first, and reports whether it is gone: not while a process is in it.
+func removeCgroupTree(dir string) bool {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return true
+	}
+	for _, e := range ents {
+		if e.IsDir() {
+			removeCgroupTree(filepath.Join(dir, e.Name()))
+		}
+	}
+	err = os.Remove(dir)
+	return err == nil || errors.Is(err, fs.ErrNotExist)
+}
+
+// initLeaf is the cgroup, below a delegated container's own, that holds
+// its processes: cgroup v2 lets a cgroup hand controllers to its children
+// only while no process is in it.
+const initLeaf = "init"
+
+// delegate hands the container's cgroup dir over to the container: its
+// init (pid) moves into the leaf dir/init, and the controllers dir has
+// are enabled for its children, so that a runtime or systemd inside can
+// make cgroups with limits of their own. The init has already made its
+// cgroup namespace (rooted at dir): it sees itself in /init.
+func delegate(dir string, pid int) error {
+	leaf := filepath.Join(dir, initLeaf)
+	if err := os.Mkdir(leaf, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("make %s: %w", leaf, err)
+	}
+	if err := os.WriteFile(leaf+"/cgroup.procs", []byte(strconv.Itoa(pid)), 0); err != nil {
+		return fmt.Errorf("move the container's init into %s: %w", leaf, err)
+	}
+	b, err := os.ReadFile(dir + "/cgroup.controllers")
+	if err != nil {
+		return err
+	}
+	var enable []string
+	for _, c := range strings.Fields(string(b)) {
+		enable = append(enable, "+"+c)
+	}
+	if len(enable) == 0 {
+		return nil
+	}
+	if err := os.WriteFile(dir+"/cgroup.subtree_control", []byte(strings.Join(enable, " ")), 0); err != nil {
+		return fmt.Errorf("enable %s for the container's own cgroups: %w", strings.Join(enable, " "), err)
+	}
+	return nil
+}
+
+// processCgroup is the guest cgroup directory pid is in, read from
+// /proc/PID/cgroup (the agent is in the guest's cgroup namespace).
+func processCgroup(pid int) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return "", err
+	}
+	p, ok := unifiedPath(string(b))
+	if !ok {
+		return "", fmt.Errorf("no cgroup2 entry in /proc/%d/cgroup", pid)
+	}
+	return filepath.Join(cgroupMount, p), nil
+}
+
+// unifiedPath is the cgroup2 path ("0::/...") of a /proc/PID/cgroup.
+func unifiedPath(procCgroup string) (string, bool) {
+	for _, line := range strings.Split(procCgroup, "\n") {
+		if p, ok := strings.CutPrefix(line, "0::"); ok && strings.HasPrefix(p, "/") {
+			return p, true
+		}
+	}
+	return "", false
 }

@@ -19,7 +19,6 @@ package container
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"maps"
 	"os"
 	"strings"
@@ -122,7 +121,7 @@ func (c *Container) Console() *os.File { return c.console }
 // are gone.
 func (c *Container) RemoveCgroup() {
 	if c.cgroup != "" {
-		os.Remove(c.cgroup)
+		removeCgroupTree(c.cgroup)
 	}
 }
 
@@ -161,14 +160,11 @@ func (c *Container) Remove(timeout time.Duration) error {
 	}
 }
 
-// removeCgroup removes the container's cgroup and reports whether it is
-// gone: not while a process is in it.
+// removeCgroup removes the container's cgroup, and those a runtime inside
+// made below it, and reports whether it is gone: not while a process is
+// in it.
 func (c *Container) removeCgroup() bool {
-	if c.cgroup == "" {
-		return true
-	}
-	err := os.Remove(c.cgroup)
-	return err == nil || errors.Is(err, fs.ErrNotExist)
+	return c.cgroup == "" || removeCgroupTree(c.cgroup)
 }
 
 // Start lets the process exec the user program. It may be called once.

@@ -27,10 +27,11 @@ const (
 	// master of its terminal to the agent (process.terminal=true only).
 	fdConsole = 6
 	// An exec'd process's: the container init's namespaces it joins.
-	fdMntNS = 7
-	fdUTSNS = 8
-	fdIPCNS = 9
-	fdNetNS = 10
+	fdMntNS    = 7
+	fdUTSNS    = 8
+	fdIPCNS    = 9
+	fdNetNS    = 10
+	fdCgroupNS = 11
 )
 
 // A zygote's.

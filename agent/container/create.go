@@ -66,7 +66,27 @@ func New(id string, spec *specs.Spec, ownNet bool, sandbox *Container, stdin, st
 		c.kill()
 		return nil, err
 	}
+	if c.cgroup != "" && delegates(spec) {
+		if err := delegate(c.cgroup, c.pid); err != nil {
+			c.warnings = append(c.warnings, fmt.Sprintf("warning: the container's cgroup is not delegated: %v", err))
+		}
+	}
 	return c, nil
+}
+
+// delegates reports whether the container gets its cgroup to manage: its
+// spec mounts a cgroup filesystem writable (podman --privileged does),
+// which means nothing unless a runtime inside may make cgroups there.
+func delegates(spec *specs.Spec) bool {
+	for _, m := range spec.Mounts {
+		if m.Type != "cgroup" && m.Type != "cgroup2" {
+			continue
+		}
+		if parseMountOptions(m.Type, m.Options).flags&unix.MS_RDONLY == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // awaitReady gives the container's init its spec and waits for its

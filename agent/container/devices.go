@@ -1,6 +1,7 @@
 package container
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -74,6 +75,12 @@ func createDevice(root string, d specs.LinuxDevice) error {
 	old := unix.Umask(0)
 	err = unix.Mknod(dst, typ|perm, int(unix.Mkdev(uint32(d.Major), uint32(d.Minor))))
 	unix.Umask(old)
+	if errors.Is(err, unix.EEXIST) {
+		// What could not be removed stays, as runc leaves it: /dev/ptmx
+		// of a privileged container's list resolves through the
+		// pts/ptmx link to devpts's own node.
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("create device %s: %w", d.Path, err)
 	}

@@ -22,8 +22,8 @@ type Process struct {
 // Console is the master of the process's terminal, nil without one.
 func (p *Process) Console() *os.File { return p.console }
 
-// Exec starts proc inside the container: in the mount, UTS, IPC, network
-// and PID namespaces and the cgroup of its init process, with stdio on the given
+// Exec starts proc inside the container: in the mount, UTS, IPC, network,
+// cgroup and PID namespaces and the cgroup of its init process, with stdio on the given
 // files (the caller keeps and closes its own copies). It returns once the
 // program has been exec'd, or with the error that kept it from running.
 func (c *Container) Exec(proc *specs.Process, stdin, stdout, stderr *os.File, r Reaper) (*Process, error) {
@@ -36,7 +36,7 @@ func (c *Container) Exec(proc *specs.Process, stdin, stdout, stderr *os.File, r 
 	}
 	// The namespaces the child joins itself (fdMntNS on), then the PID
 	// namespace it is born in.
-	ns, err := c.namespaces(nsMnt, nsUTS, nsIPC, nsNet, nsPID)
+	ns, err := c.namespaces(nsMnt, nsUTS, nsIPC, nsNet, nsCgroup, nsPID)
 	if err != nil {
 		return nil, err
 	}
@@ -48,18 +48,18 @@ func (c *Container) Exec(proc *specs.Process, stdin, stdout, stderr *os.File, r 
 	defer h.close()
 	attr := &syscall.ProcAttr{
 		Env:   []string{execEnv},
-		Files: append(h.fds(stdin, stdout, stderr, true), ns[0].f.Fd(), ns[1].f.Fd(), ns[2].f.Fd(), ns[3].f.Fd()),
+		Files: append(h.fds(stdin, stdout, stderr, true), ns[0].f.Fd(), ns[1].f.Fd(), ns[2].f.Fd(), ns[3].f.Fd(), ns[4].f.Fd()),
 		Sys:   &syscall.SysProcAttr{Setsid: true},
 	}
-	if c.cgroup != "" {
-		fd, err := unix.Open(c.cgroup, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if dir := c.execCgroup(); dir != "" {
+		fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err == nil {
 			defer unix.Close(fd)
 			attr.Sys.UseCgroupFD = true
 			attr.Sys.CgroupFD = fd
 		}
 	}
-	pid, status, err := forkIn(ns[4:], []string{"skiff-exec", ExecArg}, attr, r)
+	pid, status, err := forkIn(ns[5:], []string{"skiff-exec", ExecArg}, attr, r)
 	if err != nil {
 		return nil, fmt.Errorf("start exec process: %w", err)
 	}
@@ -70,6 +70,21 @@ func (c *Container) Exec(proc *specs.Process, stdin, stdout, stderr *os.File, r 
 		return nil, err
 	}
 	return p, nil
+}
+
+// execCgroup is the cgroup an exec'd process is born in: its init's, as
+// runc does. That is the container's own cgroup, or the leaf the init
+// lives in once the cgroup is delegated (a cgroup that gives controllers
+// to its children may hold no process), or wherever a runtime inside
+// moved the init since.
+func (c *Container) execCgroup() string {
+	if c.cgroup == "" {
+		return ""
+	}
+	if dir, err := processCgroup(c.pid); err == nil && (dir == c.cgroup || strings.HasPrefix(dir, c.cgroup+"/")) {
+		return dir
+	}
+	return c.cgroup
 }
 
 // checkExec refuses a process spec that cannot run, or a container whose

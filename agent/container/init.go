@@ -171,12 +171,13 @@ func receivedFDs(oob []byte) ([]int, error) {
 }
 
 // ExecInit is the exec child's main: it joins the container's mount, UTS,
-// IPC and network namespaces (its PID namespace and cgroup it was born in), sets
-// the process up as the container init does, and execs. It never returns;
-// every failure, the exec itself included, is reported on fdReady.
+// IPC, network and cgroup namespaces (its PID namespace and cgroup it was
+// born in), sets the process up as the container init does, and execs.
+// It never returns; every failure, the exec itself included, is reported
+// on fdReady.
 func ExecInit() {
 	runtime.LockOSThread()
-	for _, fd := range []int{fdSpec, fdReady, fdConsole, fdMntNS, fdUTSNS, fdIPCNS, fdNetNS} {
+	for _, fd := range []int{fdSpec, fdReady, fdConsole, fdMntNS, fdUTSNS, fdIPCNS, fdNetNS, fdCgroupNS} {
 		unix.CloseOnExec(fd)
 	}
 	readyPipe = os.NewFile(fdReady, "ready")
@@ -205,7 +206,7 @@ func joinNamespaces() error {
 		fd   int
 		flag int
 		name string
-	}{{fdMntNS, unix.CLONE_NEWNS, "mount"}, {fdUTSNS, unix.CLONE_NEWUTS, "UTS"}, {fdIPCNS, unix.CLONE_NEWIPC, "IPC"}, {fdNetNS, unix.CLONE_NEWNET, "network"}} {
+	}{{fdMntNS, unix.CLONE_NEWNS, "mount"}, {fdUTSNS, unix.CLONE_NEWUTS, "UTS"}, {fdIPCNS, unix.CLONE_NEWIPC, "IPC"}, {fdNetNS, unix.CLONE_NEWNET, "network"}, {fdCgroupNS, unix.CLONE_NEWCGROUP, "cgroup"}} {
 		if err := unix.Setns(n.fd, n.flag); err != nil {
 			return fmt.Errorf("join the container's %s namespace: %w", n.name, err)
 		}

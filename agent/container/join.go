@@ -25,11 +25,12 @@ type nsKind struct {
 }
 
 var (
-	nsNet = nsKind{specs.NetworkNamespace, "net", unix.CLONE_NEWNET}
-	nsIPC = nsKind{specs.IPCNamespace, "ipc", unix.CLONE_NEWIPC}
-	nsUTS = nsKind{specs.UTSNamespace, "uts", unix.CLONE_NEWUTS}
-	nsMnt = nsKind{specs.MountNamespace, "mnt", unix.CLONE_NEWNS}
-	nsPID = nsKind{specs.PIDNamespace, "pid", unix.CLONE_NEWPID}
+	nsNet    = nsKind{specs.NetworkNamespace, "net", unix.CLONE_NEWNET}
+	nsIPC    = nsKind{specs.IPCNamespace, "ipc", unix.CLONE_NEWIPC}
+	nsUTS    = nsKind{specs.UTSNamespace, "uts", unix.CLONE_NEWUTS}
+	nsMnt    = nsKind{specs.MountNamespace, "mnt", unix.CLONE_NEWNS}
+	nsPID    = nsKind{specs.PIDNamespace, "pid", unix.CLONE_NEWPID}
+	nsCgroup = nsKind{specs.CgroupNamespace, "cgroup", unix.CLONE_NEWCGROUP}
 )
 
 // sandboxShared are the namespaces a pod's container takes from its

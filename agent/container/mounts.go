@@ -194,8 +194,11 @@ func mountOne(root string, m specs.Mount) error {
 		}
 	}
 	if typ == "cgroup" || typ == "cgroup2" {
-		// cgroups are not set up in the guest yet: a container without
-		// /sys/fs/cgroup runs; one that insists on it will say so.
+		// The guest has cgroup v2 alone, whatever the host has: a v1
+		// mount (podman's on a v1 host) gets the v2 tree. It is the
+		// container's own cgroup with a cgroup namespace (setup made
+		// it), the guest's whole tree without. A guest without cgroup2
+		// runs the container without /sys/fs/cgroup, with a warning.
 		err := unix.Mount("cgroup2", dest, "cgroup2", o.flags, "")
 		if err != nil {
 			warnf("skipping cgroup mount at %s: %v", m.Destination, err)

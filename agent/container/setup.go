@@ -26,6 +26,16 @@ func setup(spec *specs.Spec) (string, []string, error) {
 			return "", nil, fmt.Errorf("loopback: %w", err)
 		}
 	}
+	// Before the mounts too: a cgroup2 mount shows the hierarchy from the
+	// root of its mounter's cgroup namespace. The agent put this process
+	// in the container's cgroup (at birth, or the zygote before it was
+	// handed the container), which becomes that root: the container sees
+	// its own limits at /sys/fs/cgroup, as runc gives on cgroup v2.
+	if hasNamespace(spec, specs.CgroupNamespace) {
+		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+			return "", nil, fmt.Errorf("new cgroup namespace: %w", err)
+		}
+	}
 	root := spec.Root.Path
 	if err := setupRootfs(spec, root); err != nil {
 		return "", nil, err
