@@ -18,7 +18,7 @@ func TestUpdateAndEvents(t *testing.T) {
 	id := e.ID("upd")
 	b := e.Bundle("upd", e2e.Sh(`sleep 1000 & while read x; do :; done; wait`))
 	e.CreateStarted(id, b, "")
-	cg := "/sys/fs/cgroup/skiff/" + id
+	cg := "/sys/fs/cgroup" // the container's own cgroup (its cgroup namespace)
 	read := func(e *e2e.Env, file string) string {
 		e.T.Helper()
 		return strings.TrimSpace(e.MustOK(e.RT("exec", id, "cat", cg+"/"+file)).Stdout)
