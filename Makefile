@@ -106,6 +106,7 @@ fuzz:
 bench: all $(FLOOR_INITRD)
 	GO=$(GO) scripts/bench.sh
 	scripts/bench-more.sh
+	GO=$(GO) scripts/bench-pods.sh
 
 install: all
 	install -d $(BINDIR) $(SHAREDIR)

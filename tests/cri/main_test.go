@@ -34,6 +34,8 @@ var (
 	tmpDir string
 	// sock is containerd's grpc socket.
 	sock string
+	// containerdVersion is what containerd's CRI says it is.
+	containerdVersion string
 	// runtimeRoots maps a handler to the --root its shim passes (Root
 	// option + "/k8s.io", the namespace).
 	runtimeRoots = map[string]string{}
@@ -101,6 +103,7 @@ func runMain(m *testing.M) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "tests/cri: start containerd:", err)
 	} else {
+		containerdVersion = ctrd.version
 		fmt.Printf("tests/cri: containerd %s, socket %s, handlers %s, skiff %s\n", ctrd.version, sock, strings.Join(handlers, ","), skiffBin)
 		code = m.Run()
 	}
@@ -373,6 +376,12 @@ func grepErrors(path string, n int) string {
 }
 
 func waitUntil(d time.Duration, f func() bool) bool {
+	return waitPoll(d, 100*time.Millisecond, f)
+}
+
+// waitPoll calls f every interval until it returns true (then true) or d
+// has passed (then false).
+func waitPoll(d, every time.Duration, f func() bool) bool {
 	deadline := time.Now().Add(d)
 	for {
 		if f() {
@@ -381,6 +390,6 @@ func waitUntil(d time.Duration, f func() bool) bool {
 		if time.Now().After(deadline) {
 			return false
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(every)
 	}
 }
