@@ -23,6 +23,15 @@ import (
 // (sizeof(sun_path) minus the terminating NUL).
 const maxSocketPath = 107
 
+// seccompPolicy is QEMU's own seccomp filter (-sandbox), installed before
+// the guest runs its first instruction: a guest that takes QEMU over
+// still cannot run a program (spawn), change its identity
+// (elevateprivileges), use obsolete system calls, or change scheduling and
+// resource limits (resourcecontrol). Every option QEMU 7.2 has is on:
+// migrations to and from files go through descriptors skiff opens
+// (template.go), since spawn=deny forbids exec: URIs.
+const seccompPolicy = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+
 // tagPattern keeps 9p mount tags to what every guest kernel and QEMU
 // version accepts, and to what needs no quoting on either side.
 var tagPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
@@ -246,6 +255,7 @@ func (q *qemu) args() []string {
 		"-m", strconv.Itoa(c.MemoryMiB)+"M",
 		"-smp", strconv.Itoa(c.VCPUs),
 		"-nographic", "-nodefaults", "-no-user-config", "-no-reboot",
+		"-sandbox", seccompPolicy,
 		"-kernel", c.Kernel,
 		"-initrd", c.Initrd,
 		"-append", strings.Join(cmdline, " "),

@@ -188,3 +188,21 @@ func TestNewQEMURelativePaths(t *testing.T) {
 		t.Errorf("pidfile %q not made absolute", q.cfg.PIDFile)
 	}
 }
+
+// QEMU runs under its own seccomp filter with every option on: a guest
+// that takes QEMU over can neither spawn a program nor gain privileges.
+func TestArgsSeccomp(t *testing.T) {
+	q, err := newQEMU(typicalConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := q.args()
+	if !hasPair(args, "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny") {
+		t.Errorf("args lack the seccomp sandbox: %q", args)
+	}
+	for _, a := range args {
+		if strings.Contains(a, "exec:") {
+			t.Errorf("arg %q runs a program, which spawn=deny forbids", a)
+		}
+	}
+}
