@@ -235,6 +235,15 @@ func optValue(s string) string {
 	return strings.ReplaceAll(s, ",", ",,")
 }
 
+// machineArg is the -machine value before its accelerator: the configured
+// machine with the devices nobody uses turned off.
+func machineArg(machine string) string {
+	if lean := leanOptions(machine); len(lean) > 0 {
+		return machine + "," + strings.Join(lean, ",")
+	}
+	return machine
+}
+
 // args is the VMM command line (without argv[0]). It is a pure function of
 // the validated config.
 func (q *qemu) args() []string {
@@ -250,7 +259,7 @@ func (q *qemu) args() []string {
 	memBackend, memMachine := q.memoryArgs()
 	a := append(memBackend,
 		"-name", optValue(c.Name),
-		"-machine", c.Machine+",accel="+string(c.Accel)+memMachine,
+		"-machine", machineArg(c.Machine)+",accel="+string(c.Accel)+memMachine,
 		"-cpu", cpu,
 		"-m", strconv.Itoa(c.MemoryMiB)+"M",
 		"-smp", strconv.Itoa(c.VCPUs),

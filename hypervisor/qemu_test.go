@@ -70,7 +70,7 @@ func TestArgsTypical(t *testing.T) {
 	arch := archTable[runtime.GOARCH]
 	want := [][2]string{
 		{"-name", "sb1"},
-		{"-machine", arch.machine + ",accel=tcg"},
+		{"-machine", machineArg(arch.machine) + ",accel=tcg"},
 		{"-cpu", "max"},
 		{"-m", "256M"},
 		{"-smp", "2"},
@@ -204,5 +204,31 @@ func TestArgsSeccomp(t *testing.T) {
 		if strings.Contains(a, "exec:") {
 			t.Errorf("arg %q runs a program, which spawn=deny forbids", a)
 		}
+	}
+}
+
+// On q35 the board devices no guest uses are off, and a machine string
+// that sets one of them itself keeps its own value.
+func TestArgsLeanQ35(t *testing.T) {
+	cfg := typicalConfig(t)
+	cfg.Machine = "q35"
+	q, err := newQEMU(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "q35,vmport=off,smbus=off,sata=off,hpet=off,i8042=off,smm=off,usb=off,accel=tcg"
+	if !hasPair(q.args(), "-machine", want) {
+		t.Errorf("args lack -machine %s: %q", want, q.args())
+	}
+	cfg.Machine = "q35,hpet=on"
+	if q, err = newQEMU(cfg); err != nil {
+		t.Fatal(err)
+	}
+	want = "q35,hpet=on,vmport=off,smbus=off,sata=off,i8042=off,smm=off,usb=off,accel=tcg"
+	if !hasPair(q.args(), "-machine", want) {
+		t.Errorf("args lack -machine %s: %q", want, q.args())
+	}
+	if DeviceModel("q35") == DeviceModel("q35,hpet=on") || DeviceModel("q35") == DeviceModel("microvm") {
+		t.Errorf("device models of different machines are equal: %q", DeviceModel("q35"))
 	}
 }
