@@ -77,7 +77,7 @@ func TestArgsTypical(t *testing.T) {
 		{"-kernel", cfg.Kernel},
 		{"-initrd", cfg.Initrd},
 		{"-serial", "chardev:con"},
-		{"-chardev", "file,id=con,path=" + cfg.ConsoleLog},
+		{"-chardev", "socket,id=con,fd=3"},
 		{"-chardev", "socket,id=agent,path=" + cfg.AgentSocket + ",server=on,wait=off"},
 		{"-device", "virtio-serial-" + arch.bus + ",id=vser0"},
 		{"-device", "virtserialport,chardev=agent,name=skiff.agent"},
