@@ -2,9 +2,12 @@ package tests
 
 import (
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // The VMM faces a hostile guest: these tests look at the QEMU processes a
@@ -67,4 +70,59 @@ func TestQEMURunsUnderSeccomp(t *testing.T) {
 	e.mustOK(e.rt("kill", id, "KILL"))
 	e.waitGone(pid)
 	e.mustOK(e.rt("delete", id))
+}
+
+// The VM dies with its shim: a SIGKILLed shim (the OOM killer, an operator)
+// leaves no VM running, and delete --force then leaves nothing.
+func TestVMDiesWithItsShim(t *testing.T) {
+	skiffOnly(t)
+	t.Parallel()
+	e := newEnv(t)
+	id, pid, qemu := e.runningSandbox("orphan")
+	e.killShim(id, pid, qemu)
+}
+
+// killShim SIGKILLs a sandbox's shim and checks that its QEMU follows
+// within a few seconds and that delete --force cleans up.
+func (e *env) killShim(id string, pid, qemu int) {
+	e.t.Helper()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		e.t.Fatal(err)
+	}
+	e.waitGone(pid)
+	deadline := time.Now().Add(5 * time.Second)
+	for alive(qemu) {
+		if time.Now().After(deadline) {
+			e.t.Errorf("QEMU %d still runs 5s after its shim %d was killed", qemu, pid)
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	e.mustOK(e.rt("delete", "--force", id))
+}
+
+// The same for a VM taken from the pool: it outlived the filler that
+// started it, and must die with the shim that took it.
+func TestPooledVMDiesWithItsShim(t *testing.T) {
+	skiffOnly(t)
+	t.Parallel()
+	e := newEnv(t)
+	cfg, _ := e.poolConfig(1)
+	e.mustOK(e.rt("--config", cfg, "factory", "init"))
+	member := e.waitPoolReady(cfg, 1)[0]
+	id := e.id("pooled")
+	pidFile := filepath.Join(e.dir, "pooled.pid")
+	r, out := e.rtFiles("--config", cfg, "create", "--bundle", e.bundle("pooled", sh("echo UP; while true; do sleep 1; done")), "--pid-file", pidFile, id)
+	e.mustOK(r)
+	b, _ := os.ReadFile(pidFile)
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	e.track(pid)
+	e.mustOK(e.rt("start", id))
+	e.waitOutput(out, "UP")
+	if !alive(member.pid) {
+		t.Fatalf("the pooled VM's QEMU %d is not running", member.pid)
+	}
+	e.killShim(id, pid, member.pid)
+	// The refill started behind the taken VM waits in the pool.
+	e.mustOK(e.rt("--config", cfg, "factory", "destroy"))
 }
