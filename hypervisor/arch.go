@@ -34,16 +34,37 @@ var leanMachines = map[string][]string{
 	"q35": {"vmport=off", "smbus=off", "sata=off", "hpet=off", "i8042=off", "smm=off", "usb=off"},
 }
 
+// vmgenidMachines are the machines whose guests learn from QEMU's vmgenid
+// device (described in ACPI) that they were copied: every QEMU process
+// gives it a new GUID, which a clone restored from a template writes into
+// guest memory on restore, and notifies; the guest kernel (CONFIG_VMGENID)
+// then reseeds its random number generator, so that clones of one template
+// do not draw the same keys. It needs ACPI.
+var vmgenidMachines = map[string]bool{"q35": true, "pc": true}
+
+// hasVMGenID tells whether a VM on machine gets a vmgenid device.
+func hasVMGenID(machine string) bool {
+	if runtime.GOARCH != "amd64" || !vmgenidMachines[machineType(machine)] {
+		return false
+	}
+	for _, o := range strings.Split(machine, ",")[1:] {
+		if o == "acpi=off" {
+			return false
+		}
+	}
+	return true
+}
+
 // deviceModelVersion changes whenever the devices skiff gives a VM change
 // in a way options do not show (a device added to every VM, say): a saved
 // template holds device state, and a clone must have the same devices.
-const deviceModelVersion = 2
+const deviceModelVersion = 3
 
 // DeviceModel names the device set of a VM on machine, beyond what the
 // machine string itself says: template keys include it, so that a skiff
 // that changes the devices never restores a template saved by another.
 func DeviceModel(machine string) string {
-	return fmt.Sprintf("v%d %s", deviceModelVersion, strings.Join(leanOptions(machine), ","))
+	return fmt.Sprintf("v%d %s vmgenid=%t", deviceModelVersion, strings.Join(leanOptions(machine), ","), hasVMGenID(machine))
 }
 
 // leanOptions are the options of leanMachines that machine does not set

@@ -294,6 +294,10 @@ func (q *qemu) args() []string {
 		"-device", dev("virtio-serial")+",id=vser0",
 		"-device", "virtserialport,chardev=agent,name="+protocol.PortName,
 	)
+	if hasVMGenID(c.Machine) {
+		// guid=auto: a fresh GUID per QEMU process, so per clone.
+		a = append(a, "-device", "vmgenid,id=vmgenid0,guid=auto")
+	}
 	a = append(a, q.incomingArgs()...)
 	for i, s := range c.Shares {
 		id := "fs" + strconv.Itoa(i)

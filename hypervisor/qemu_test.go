@@ -1,6 +1,7 @@
 package hypervisor
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -230,5 +231,27 @@ func TestArgsLeanQ35(t *testing.T) {
 	}
 	if DeviceModel("q35") == DeviceModel("q35,hpet=on") || DeviceModel("q35") == DeviceModel("microvm") {
 		t.Errorf("device models of different machines are equal: %q", DeviceModel("q35"))
+	}
+}
+
+// x86 machines with ACPI get a vmgenid device, so that template clones
+// tell their guest it was copied; microvm without ACPI cannot have one.
+func TestArgsVMGenID(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skip("vmgenid is given on amd64 only")
+	}
+	for machine, want := range map[string]bool{"q35": true, "pc": true, "q35,acpi=off": false, "microvm,acpi=off": false} {
+		cfg := typicalConfig(t)
+		cfg.Machine = machine
+		q, err := newQEMU(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := hasPair(q.args(), "-device", "vmgenid,id=vmgenid0,guid=auto"); got != want {
+			t.Errorf("%s: vmgenid device %v, want %v", machine, got, want)
+		}
+		if !strings.Contains(DeviceModel(machine), fmt.Sprintf("vmgenid=%t", want)) {
+			t.Errorf("%s: device model %q does not say whether it has vmgenid", machine, DeviceModel(machine))
+		}
 	}
 }

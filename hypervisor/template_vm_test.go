@@ -2,6 +2,8 @@ package hypervisor
 
 import (
 	"context"
+	"encoding/json"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -13,7 +15,8 @@ import (
 func TestTemplateSaveRestoreUnderSeccomp(t *testing.T) {
 	t.Parallel()
 	kernel := testKernel(t)
-	initrd := buildInitramfs(t, "i=0; while true; do echo TICK$i; i=$((i+1)); sleep 0.2; done\n")
+	initrd := buildInitramfs(t, "mkdir -p /sys; mount -t sysfs sys /sys; echo VMGENID $(ls /sys/bus/acpi/drivers/vmgenid)\n"+
+		"i=0; while true; do echo TICK$i; i=$((i+1)); sleep 0.2; done\n")
 	dir := t.TempDir()
 	mem, state := filepath.Join(dir, "memory"), filepath.Join(dir, "state")
 
@@ -21,8 +24,15 @@ func TestTemplateSaveRestoreUnderSeccomp(t *testing.T) {
 	tcfg.MemoryFile, tcfg.MemoryShared = mem, true
 	tmpl := startVM(t, tcfg)
 	waitConsole(t, tcfg, "TICK3", 60*time.Second)
+	// The guest kernel drives QEMU's vmgenid device: it will hear of the
+	// new generation ID each clone has.
+	if !consoleHas(tcfg.ConsoleLog, "VMGENID QEMUVGID") {
+		b, _ := os.ReadFile(tcfg.ConsoleLog)
+		t.Errorf("the guest has no vmgenid device bound to its driver; console:\n%s", b)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	templateGen := generationID(t, tcfg)
 	if err := tmpl.(Templater).SaveTemplate(ctx, state); err != nil {
 		t.Fatalf("save: %v", err)
 	}
@@ -37,6 +47,32 @@ func TestTemplateSaveRestoreUnderSeccomp(t *testing.T) {
 	// The clone's console is its own: any tick on it was printed after
 	// the restore.
 	waitConsole(t, ccfg, "TICK", 30*time.Second)
+	if g := generationID(t, ccfg); g == templateGen {
+		t.Errorf("the clone has its template's VM generation ID %s", g)
+	}
+}
+
+// generationID is the VM generation ID QEMU gives the guest.
+func generationID(t *testing.T, cfg Config) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	m, err := DialQMP(ctx, cfg.QMPSocket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	r, err := m.Execute(ctx, "query-vm-generation-id", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g struct {
+		GUID string `json:"guid"`
+	}
+	if err := json.Unmarshal(r, &g); err != nil || g.GUID == "" {
+		t.Fatalf("query-vm-generation-id: %s, %v", r, err)
+	}
+	return g.GUID
 }
 
 // startVM starts a VM of cfg, stopped when the test ends.
