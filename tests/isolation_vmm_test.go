@@ -1,6 +1,10 @@
 package tests
 
 import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -125,4 +129,72 @@ func TestPooledVMDiesWithItsShim(t *testing.T) {
 	e.killShim(id, pid, member.pid)
 	// The refill started behind the taken VM waits in the pool.
 	e.mustOK(e.rt("--config", cfg, "factory", "destroy"))
+}
+
+// Clones of one template start from the same guest memory, random state
+// included: each gets a VM generation ID of its own (QEMU's vmgenid), which
+// its guest kernel is told of, and reseeds from.
+func TestClonesHaveTheirOwnVMGenerationID(t *testing.T) {
+	skiffOnly(t)
+	t.Parallel()
+	e := newEnv(t)
+	guids := map[string]bool{}
+	for _, name := range []string{"gen-a", "gen-b"} {
+		id := e.id(name)
+		pid, out := e.create(id, e.bundle(name, sh("echo VMGENID $(ls /sys/bus/acpi/drivers/vmgenid/); while true; do sleep 1; done")))
+		e.mustOK(e.rt("start", id))
+		if got := e.waitOutput(out, "VMGENID"); !strings.Contains(got, "QEMUVGID") {
+			t.Errorf("%s: the guest has no vmgenid device bound: %q", name, got)
+		}
+		t.Cleanup(func() {
+			e.rt("kill", id, "KILL")
+			e.waitGone(pid)
+			e.rt("delete", id)
+		})
+	}
+	for _, pid := range qemuBelow(e.dir) {
+		guids[qmpGenerationID(t, pid)] = true
+	}
+	if len(guids) != 2 {
+		t.Errorf("two sandboxes' VMs have generation IDs %v, want two different ones", guids)
+	}
+}
+
+// qmpGenerationID asks the QEMU of pid for its VM generation ID, over the
+// QMP socket its command line names.
+func qmpGenerationID(t *testing.T, pid int) string {
+	t.Helper()
+	cmd, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	args := strings.Split(string(cmd), "\x00")
+	var sock string
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == "-qmp" {
+			sock, _, _ = strings.Cut(strings.TrimPrefix(args[i+1], "unix:"), ",server")
+		}
+	}
+	conn, err := net.DialTimeout("unix", sock, 5*time.Second)
+	if err != nil {
+		t.Fatalf("QMP of QEMU %d: %v", pid, err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(conn)
+	r.ReadString('\n') // the greeting
+	fmt.Fprintln(conn, `{"execute":"qmp_capabilities"}`)
+	fmt.Fprintln(conn, `{"execute":"query-vm-generation-id","id":"g"}`)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("QMP of QEMU %d: %v", pid, err)
+		}
+		var m struct {
+			ID     string `json:"id"`
+			Return struct {
+				GUID string `json:"guid"`
+			} `json:"return"`
+		}
+		if json.Unmarshal([]byte(line), &m) == nil && m.ID == "g" {
+			return m.Return.GUID
+		}
+	}
 }
