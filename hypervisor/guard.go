@@ -90,6 +90,10 @@ func runGuard(args []string) int {
 	}
 	g := &guard{owner: owner}
 	if err := g.start(fs.Args(), *taps, *console, *logPath, *listen); err != nil {
+		if g.ln != nil {
+			g.ln.Close()
+			os.Remove(*listen)
+		}
 		fmt.Fprintf(owner, "%s%v\n", guardError, err)
 		return 1
 	}

@@ -231,3 +231,23 @@ func lastCounter(path string) int {
 	}
 	return 0
 }
+
+// A VMM that cannot be started is an error of Start, with the reason, and
+// leaves no adopters' socket behind.
+func TestGuardReportsAFailedStart(t *testing.T) {
+	t.Parallel()
+	cfg := typicalConfig(t)
+	cfg.GuardSocket = t.TempDir() + "/guard.sock"
+	q, err := NewQEMU(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(cfg.Binary) // gone between the check and the start
+	err = q.Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("Start of a missing VMM: %v", err)
+	}
+	if _, err := os.Stat(cfg.GuardSocket); err == nil {
+		t.Errorf("the guard's socket outlived a failed start")
+	}
+}
