@@ -161,15 +161,22 @@ func (l *Lease) boot(ctx context.Context, c hypervisor.Config) (*VM, error) {
 		vm.Agent = agent
 		return vm, nil
 	}
-	hv.Stop(context.Background(), stopTimeout)
+	// Why the agent did not answer is decided before Stop: once Stop made
+	// the VM exit, the watcher above cancels bctx too, and a guest that
+	// answered wrongly (another protocol version) would look like one
+	// that died or never answered.
+	exitedFirst := false
 	select {
 	case <-vm.exited:
-		if ctx.Err() == nil && bctx.Err() == context.Canceled {
-			return nil, fmt.Errorf("the VM exited while booting%s", guestTail(c))
-		}
+		exitedFirst = true
 	default:
 	}
-	if bctx.Err() != nil {
+	cut := bctx.Err() != nil
+	hv.Stop(context.Background(), stopTimeout)
+	if exitedFirst && ctx.Err() == nil {
+		return nil, fmt.Errorf("the VM exited while booting%s", guestTail(c))
+	}
+	if cut {
 		return nil, fmt.Errorf("the guest did not answer within %v (hypervisor.boot_timeout)%s", timeout, guestTail(c))
 	}
 	return nil, fmt.Errorf("guest agent: %w%s", err, guestTail(c))
