@@ -102,6 +102,10 @@ fuzz:
 	$(GO) test ./sandbox/state -run '^$$' -fuzz '^FuzzValidateID$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./config -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./agentclient/protocol -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./agentclient -run '^$$' -fuzz '^FuzzGuestConnFilter$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./agentclient -run '^$$' -fuzz '^FuzzClientAgainstHostilePeer$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./hypervisor -run '^$$' -fuzz '^FuzzQMPReader$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/logtail -run '^$$' -fuzz '^FuzzConsoleTail$$' -fuzztime $(FUZZTIME)
 
 bench: all $(FLOOR_INITRD)
 	GO=$(GO) scripts/bench.sh

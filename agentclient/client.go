@@ -35,12 +35,7 @@ func Dial(ctx context.Context, socket string) (*Client, error) {
 	for {
 		conn, err := d.DialContext(ctx, "unix", socket)
 		if err == nil {
-			sess, err := yamux.Client(conn, protocol.YamuxConfig())
-			if err != nil {
-				conn.Close()
-				return nil, fmt.Errorf("agent session: %w", err)
-			}
-			return &Client{conn: conn, sess: sess}, nil
+			return newClient(conn)
 		}
 		select {
 		case <-ctx.Done():
@@ -48,6 +43,17 @@ func Dial(ctx context.Context, socket string) (*Client, error) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// newClient opens a yamux session over conn, through the filter of what
+// the guest may send (guestConn).
+func newClient(conn net.Conn) (*Client, error) {
+	sess, err := yamux.Client(newGuestConn(conn), protocol.YamuxConfig())
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("agent session: %w", err)
+	}
+	return &Client{conn: conn, sess: sess}, nil
 }
 
 // Close ends the session.

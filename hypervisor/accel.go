@@ -183,7 +183,7 @@ func (q *qemu) kill() {
 	if cmd == nil {
 		return
 	}
-	_ = cmd.Process.Kill()
+	_ = q.killStarted()
 	<-done
 }
 

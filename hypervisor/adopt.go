@@ -1,9 +1,11 @@
 package hypervisor
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -31,10 +33,21 @@ func AdoptQEMU(cfg Config) (Hypervisor, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("adopt qemu: %w", errNotRunning)
 	}
+	if q.cfg.GuardSocket != "" {
+		owner, err := bindGuard(q.cfg.GuardSocket)
+		if err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("adopt qemu %d: %w", pid, err)
+		}
+		q.owner = owner
+	}
 	q.adopted = pid
 	q.done = make(chan struct{})
 	go func() {
 		defer unix.Close(fd)
+		if q.owner != nil {
+			defer q.owner.Close()
+		}
 		for {
 			_, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, -1)
 			if err != unix.EINTR {
@@ -76,4 +89,25 @@ func (q *qemu) stopAdopted(ctx context.Context, timeout time.Duration) error {
 	case <-time.After(killWait):
 		return fmt.Errorf("stop qemu: pid %d still running %v after SIGKILL", q.adopted, killWait)
 	}
+}
+
+// guardBindTimeout bounds binding a waiting VM's guard: it answers at once
+// or is broken.
+const guardBindTimeout = 5 * time.Second
+
+// bindGuard makes this process the owner of a waiting VM: the connection
+// returned must stay open for as long as the VM is to live.
+func bindGuard(socket string) (net.Conn, error) {
+	c, err := net.DialTimeout("unix", socket, guardBindTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("bind the VM's guard: %w", err)
+	}
+	c.SetReadDeadline(time.Now().Add(guardBindTimeout))
+	line, err := bufio.NewReaderSize(oneByteReader{c}, 16).ReadString('\n')
+	if err != nil || line != guardBound+"\n" {
+		c.Close()
+		return nil, fmt.Errorf("bind the VM's guard on %s: answered %q: %v", socket, line, err)
+	}
+	c.SetReadDeadline(time.Time{})
+	return c, nil
 }

@@ -1,6 +1,7 @@
 package hypervisor
 
 import (
+	"fmt"
 	"runtime"
 	"strings"
 )
@@ -20,6 +21,68 @@ type archDefaults struct {
 	cmdline []string
 	// microvmCmdline is added to cmdline on the microvm machine.
 	microvmCmdline []string
+}
+
+// leanMachines turns off, per machine type, the board devices QEMU 7.2
+// creates by default that no skiff guest uses: each one is code a hostile
+// guest can reach (vmport is VMware's backdoor port; SMBus, SATA, HPET,
+// the PS/2 controller and SMM emulation are device models with their own
+// history of bugs). The guest keeps what its kernel needs: PIC, PIT, RTC,
+// ACPI, the serial port and virtio. An option the configured machine
+// string already sets is left as configured. microvm is lean by design.
+var leanMachines = map[string][]string{
+	"q35": {"vmport=off", "smbus=off", "sata=off", "hpet=off", "i8042=off", "smm=off", "usb=off"},
+}
+
+// vmgenidMachines are the machines whose guests learn from QEMU's vmgenid
+// device (described in ACPI) that they were copied: every QEMU process
+// gives it a new GUID, which a clone restored from a template writes into
+// guest memory on restore, and notifies; the guest kernel (CONFIG_VMGENID)
+// then reseeds its random number generator, so that clones of one template
+// do not draw the same keys. It needs ACPI.
+var vmgenidMachines = map[string]bool{"q35": true, "pc": true}
+
+// hasVMGenID tells whether a VM on machine gets a vmgenid device.
+func hasVMGenID(machine string) bool {
+	if runtime.GOARCH != "amd64" || !vmgenidMachines[machineType(machine)] {
+		return false
+	}
+	for _, o := range strings.Split(machine, ",")[1:] {
+		if o == "acpi=off" {
+			return false
+		}
+	}
+	return true
+}
+
+// deviceModelVersion changes whenever the devices skiff gives a VM change
+// in a way options do not show (a device added to every VM, say): a saved
+// template holds device state, and a clone must have the same devices.
+const deviceModelVersion = 3
+
+// DeviceModel names the device set of a VM on machine, beyond what the
+// machine string itself says: template keys include it, so that a skiff
+// that changes the devices never restores a template saved by another.
+func DeviceModel(machine string) string {
+	return fmt.Sprintf("v%d %s vmgenid=%t", deviceModelVersion, strings.Join(leanOptions(machine), ","), hasVMGenID(machine))
+}
+
+// leanOptions are the options of leanMachines that machine does not set
+// itself.
+func leanOptions(machine string) []string {
+	set := map[string]bool{}
+	for _, o := range strings.Split(machine, ",")[1:] {
+		k, _, _ := strings.Cut(o, "=")
+		set[k] = true
+	}
+	var out []string
+	for _, o := range leanMachines[machineType(machine)] {
+		k, _, _ := strings.Cut(o, "=")
+		if !set[k] {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // genericCmdline works on every architecture: no reboot loop after a guest

@@ -68,12 +68,18 @@ type Config struct {
 	StderrLog string
 	// PIDFile is written by the VMM with its PID.
 	PIDFile string
+	// GuardSocket makes a VM that outlives the process that starts it: a
+	// pooled VM. It waits, its guard listening on this socket, until a
+	// process adopts it (AdoptQEMU), and from then dies with that process.
+	// Empty: the VM dies with the process that started it.
+	GuardSocket string
 }
 
 // Hypervisor is one VM.
 type Hypervisor interface {
 	// Start launches the VM detached from the caller's session and returns
-	// once the VMM process runs. It does not wait for the guest.
+	// once the VMM process runs. It does not wait for the guest. The VM
+	// dies with the calling process (unless Config.GuardSocket is set).
 	Start(ctx context.Context) error
 	// PID of the VMM process, 0 before Start. In a process that did not
 	// start the VM it is the PID in Config.PIDFile while that QEMU runs.

@@ -39,7 +39,7 @@ func TestMicrovmDevicesAndCmdline(t *testing.T) {
 		t.Fatal(err)
 	}
 	args = q.args()
-	if !hasPair(args, "-machine", "q35,accel=tcg") || !hasPair(args, "-device", "virtio-serial-pci,id=vser0") ||
+	if !hasPair(args, "-machine", machineArg("q35")+",accel=tcg") || !hasPair(args, "-device", "virtio-serial-pci,id=vser0") ||
 		strings.Contains(args[slices.Index(args, "-append")+1], "noapictimer") {
 		t.Errorf("9 devices on microvm should fall back to q35: %q", args)
 	}

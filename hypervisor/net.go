@@ -77,3 +77,7 @@ func netFiles(devs []NetDevice) []*os.File {
 	}
 	return f
 }
+
+// consoleFD is the fd the VMM has the guard's console socket on: the one
+// after the taps.
+func consoleFD(devs []NetDevice) int { return 3 + len(netFiles(devs)) }

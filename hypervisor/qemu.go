@@ -1,9 +1,12 @@
 package hypervisor
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,11 +20,21 @@ import (
 
 	"github.com/skiff-oci/skiff/agentclient/protocol"
 	"github.com/skiff-oci/skiff/internal/logtail"
+	"golang.org/x/sys/unix"
 )
 
 // maxSocketPath is the longest unix socket path the kernel accepts
 // (sizeof(sun_path) minus the terminating NUL).
 const maxSocketPath = 107
+
+// seccompPolicy is QEMU's own seccomp filter (-sandbox), installed before
+// the guest runs its first instruction: a guest that takes QEMU over
+// still cannot run a program (spawn), change its identity
+// (elevateprivileges), use obsolete system calls, or change scheduling and
+// resource limits (resourcecontrol). Every option QEMU 7.2 has is on:
+// migrations to and from files go through descriptors skiff opens
+// (template.go), since spawn=deny forbids exec: URIs.
+const seccompPolicy = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 
 // tagPattern keeps 9p mount tags to what every guest kernel and QEMU
 // version accepts, and to what needs no quoting on either side.
@@ -38,6 +51,14 @@ type qemu struct {
 	// adopted is the PID of a VM another process started (AdoptQEMU);
 	// done is then closed when it exits.
 	adopted int
+	// owner is this process's end of the guard's socket: the VM lives
+	// as long as it is open (guard.go). Nil for a VM adopted without a
+	// guard socket.
+	owner net.Conn
+	// vmm is the PID of the QEMU this process started (cmd is its
+	// guard), vmmFD a pidfd of it (-1 if the kernel has none).
+	vmm   int
+	vmmFD int
 }
 
 // NewQEMU validates cfg and returns a QEMU backend for it. An empty Binary
@@ -137,6 +158,13 @@ func validate(cfg *Config) error {
 		{"stderr log", &cfg.StderrLog, false},
 		{"pid file", &cfg.PIDFile, false},
 	}
+	if cfg.GuardSocket != "" {
+		paths = append(paths, struct {
+			field  string
+			p      *string
+			socket bool
+		}{"guard socket", &cfg.GuardSocket, true})
+	}
 	for _, f := range paths {
 		if err := absPath(f.field, f.p); err != nil {
 			return err
@@ -226,6 +254,15 @@ func optValue(s string) string {
 	return strings.ReplaceAll(s, ",", ",,")
 }
 
+// machineArg is the -machine value before its accelerator: the configured
+// machine with the devices nobody uses turned off.
+func machineArg(machine string) string {
+	if lean := leanOptions(machine); len(lean) > 0 {
+		return machine + "," + strings.Join(lean, ",")
+	}
+	return machine
+}
+
 // args is the VMM command line (without argv[0]). It is a pure function of
 // the validated config.
 func (q *qemu) args() []string {
@@ -241,20 +278,26 @@ func (q *qemu) args() []string {
 	memBackend, memMachine := q.memoryArgs()
 	a := append(memBackend,
 		"-name", optValue(c.Name),
-		"-machine", c.Machine+",accel="+string(c.Accel)+memMachine,
+		"-machine", machineArg(c.Machine)+",accel="+string(c.Accel)+memMachine,
 		"-cpu", cpu,
 		"-m", strconv.Itoa(c.MemoryMiB)+"M",
 		"-smp", strconv.Itoa(c.VCPUs),
 		"-nographic", "-nodefaults", "-no-user-config", "-no-reboot",
+		"-sandbox", seccompPolicy,
 		"-kernel", c.Kernel,
 		"-initrd", c.Initrd,
 		"-append", strings.Join(cmdline, " "),
-		"-chardev", "file,id=con,path="+optValue(c.ConsoleLog),
+		// The console goes to the guard, which keeps its file bounded.
+		"-chardev", "socket,id=con,fd="+strconv.Itoa(consoleFD(c.NetDevices)),
 		"-serial", "chardev:con",
 		"-chardev", "socket,id=agent,path="+optValue(c.AgentSocket)+",server=on,wait=off",
 		"-device", dev("virtio-serial")+",id=vser0",
 		"-device", "virtserialport,chardev=agent,name="+protocol.PortName,
 	)
+	if hasVMGenID(c.Machine) {
+		// guid=auto: a fresh GUID per QEMU process, so per clone.
+		a = append(a, "-device", "vmgenid,id=vmgenid0,guid=auto")
+	}
 	a = append(a, q.incomingArgs()...)
 	for i, s := range c.Shares {
 		id := "fs" + strconv.Itoa(i)
@@ -299,25 +342,90 @@ func (q *qemu) Start(ctx context.Context) error {
 	}
 	defer logf.Close() // the child holds its own copy
 
-	cmd := exec.Command(q.cfg.Binary, q.args()...)
+	// The guard's end of the owner socket is an fd after the taps; this
+	// process holds the other end until it exits (guard.go).
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("start qemu: owner socket: %w", err)
+	}
+	ours, theirs := os.NewFile(uintptr(pair[0]), "owner"), os.NewFile(uintptr(pair[1]), "guard")
+	defer theirs.Close()
+	owner, err := net.FileConn(ours)
+	ours.Close()
+	if err != nil {
+		return fmt.Errorf("start qemu: owner socket: %w", err)
+	}
+	taps := netFiles(q.cfg.NetDevices)
+	// The guard is this very binary (its init runs guard.go's main):
+	// /proc/self/exe still names it if it was replaced or removed since.
+	cmd := &exec.Cmd{Path: "/proc/self/exe", Args: append(guardArgs(q.cfg, len(taps)), q.args()...)}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, logf, logf
-	cmd.ExtraFiles = netFiles(q.cfg.NetDevices)
+	cmd.ExtraFiles = append(taps, theirs)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start qemu %s: %w", q.cfg.Binary, err)
+		owner.Close()
+		return fmt.Errorf("start qemu's guard: %w", err)
 	}
-	q.cmd = cmd
+	theirs.Close()
+	pid, err := guardHello(ctx, owner)
+	if err != nil {
+		owner.Close()
+		cmd.Process.Kill()
+		cmd.Wait()
+		return fmt.Errorf("start qemu %s: %w%s", q.cfg.Binary, err, logTail(q.cfg.StderrLog))
+	}
+	q.cmd, q.owner, q.vmm, q.vmmFD = cmd, owner, pid, -1
+	if fd, err := unix.PidfdOpen(pid, 0); err == nil {
+		q.vmmFD = fd
+	}
 	q.done = make(chan struct{})
 	// The reaper is the one owner of cmd.Wait, so that Wait and Stop can
 	// both observe the exit, and no zombie is left if nobody calls Wait.
+	// The guard exits with QEMU's status, after QEMU.
 	go func() {
 		err := cmd.Wait()
 		if err != nil {
 			err = fmt.Errorf("qemu exited: %w%s", err, logTail(q.cfg.StderrLog))
 		}
 		q.err = err
+		owner.Close()
+		if q.vmmFD >= 0 {
+			unix.Close(q.vmmFD)
+		}
 		close(q.done)
 	}()
+	return nil
+}
+
+// guardStartTimeout bounds the wait for the guard's word when ctx has no
+// deadline: starting a process is quick whatever the guest.
+const guardStartTimeout = 30 * time.Second
+
+// guardHello waits for the guard to say that QEMU runs, and its PID.
+func guardHello(ctx context.Context, c net.Conn) (int, error) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		dl = time.Now().Add(guardStartTimeout)
+	}
+	c.SetReadDeadline(dl)
+	defer c.SetReadDeadline(time.Time{})
+	// One byte at a time: nothing after the line may be consumed.
+	return readGuardHello(bufio.NewReaderSize(oneByteReader{c}, 16))
+}
+
+// oneByteReader reads at most one byte per call.
+type oneByteReader struct{ r io.Reader }
+
+func (o oneByteReader) Read(p []byte) (int, error) { return o.r.Read(p[:min(len(p), 1)]) }
+
+// killStarted SIGKILLs the QEMU this process started and its guard.
+func (q *qemu) killStarted() error {
+	if q.vmmFD >= 0 {
+		unix.PidfdSendSignal(q.vmmFD, unix.SIGKILL, nil, 0)
+	}
+	if err := q.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("kill qemu's guard %d: %w", q.cmd.Process.Pid, err)
+	}
 	return nil
 }
 
@@ -328,7 +436,7 @@ func (q *qemu) PID() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.cmd != nil {
-		return q.cmd.Process.Pid
+		return q.vmm
 	}
 	if q.adopted != 0 {
 		return q.adopted
@@ -385,14 +493,14 @@ func (q *qemu) Stop(ctx context.Context, timeout time.Duration) error {
 	default:
 	}
 	// Graceful quit failed or took too long; SIGKILL cannot be refused.
-	if err := q.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("stop qemu: kill %d: %w", q.cmd.Process.Pid, err)
+	if err := q.killStarted(); err != nil {
+		return fmt.Errorf("stop qemu: %w", err)
 	}
 	select {
 	case <-done:
 		return nil
 	case <-time.After(killWait):
-		return fmt.Errorf("stop qemu: pid %d still running %v after SIGKILL", q.cmd.Process.Pid, killWait)
+		return fmt.Errorf("stop qemu: pid %d still running %v after SIGKILL", q.vmm, killWait)
 	}
 }
 

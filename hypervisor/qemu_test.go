@@ -1,6 +1,7 @@
 package hypervisor
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -70,14 +71,14 @@ func TestArgsTypical(t *testing.T) {
 	arch := archTable[runtime.GOARCH]
 	want := [][2]string{
 		{"-name", "sb1"},
-		{"-machine", arch.machine + ",accel=tcg"},
+		{"-machine", machineArg(arch.machine) + ",accel=tcg"},
 		{"-cpu", "max"},
 		{"-m", "256M"},
 		{"-smp", "2"},
 		{"-kernel", cfg.Kernel},
 		{"-initrd", cfg.Initrd},
 		{"-serial", "chardev:con"},
-		{"-chardev", "file,id=con,path=" + cfg.ConsoleLog},
+		{"-chardev", "socket,id=con,fd=3"},
 		{"-chardev", "socket,id=agent,path=" + cfg.AgentSocket + ",server=on,wait=off"},
 		{"-device", "virtio-serial-" + arch.bus + ",id=vser0"},
 		{"-device", "virtserialport,chardev=agent,name=skiff.agent"},
@@ -186,5 +187,71 @@ func TestNewQEMURelativePaths(t *testing.T) {
 	}
 	if !filepath.IsAbs(q.cfg.PIDFile) {
 		t.Errorf("pidfile %q not made absolute", q.cfg.PIDFile)
+	}
+}
+
+// QEMU runs under its own seccomp filter with every option on: a guest
+// that takes QEMU over can neither spawn a program nor gain privileges.
+func TestArgsSeccomp(t *testing.T) {
+	q, err := newQEMU(typicalConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := q.args()
+	if !hasPair(args, "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny") {
+		t.Errorf("args lack the seccomp sandbox: %q", args)
+	}
+	for _, a := range args {
+		if strings.Contains(a, "exec:") {
+			t.Errorf("arg %q runs a program, which spawn=deny forbids", a)
+		}
+	}
+}
+
+// On q35 the board devices no guest uses are off, and a machine string
+// that sets one of them itself keeps its own value.
+func TestArgsLeanQ35(t *testing.T) {
+	cfg := typicalConfig(t)
+	cfg.Machine = "q35"
+	q, err := newQEMU(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "q35,vmport=off,smbus=off,sata=off,hpet=off,i8042=off,smm=off,usb=off,accel=tcg"
+	if !hasPair(q.args(), "-machine", want) {
+		t.Errorf("args lack -machine %s: %q", want, q.args())
+	}
+	cfg.Machine = "q35,hpet=on"
+	if q, err = newQEMU(cfg); err != nil {
+		t.Fatal(err)
+	}
+	want = "q35,hpet=on,vmport=off,smbus=off,sata=off,i8042=off,smm=off,usb=off,accel=tcg"
+	if !hasPair(q.args(), "-machine", want) {
+		t.Errorf("args lack -machine %s: %q", want, q.args())
+	}
+	if DeviceModel("q35") == DeviceModel("q35,hpet=on") || DeviceModel("q35") == DeviceModel("microvm") {
+		t.Errorf("device models of different machines are equal: %q", DeviceModel("q35"))
+	}
+}
+
+// x86 machines with ACPI get a vmgenid device, so that template clones
+// tell their guest it was copied; microvm without ACPI cannot have one.
+func TestArgsVMGenID(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skip("vmgenid is given on amd64 only")
+	}
+	for machine, want := range map[string]bool{"q35": true, "pc": true, "q35,acpi=off": false, "microvm,acpi=off": false} {
+		cfg := typicalConfig(t)
+		cfg.Machine = machine
+		q, err := newQEMU(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := hasPair(q.args(), "-device", "vmgenid,id=vmgenid0,guid=auto"); got != want {
+			t.Errorf("%s: vmgenid device %v, want %v", machine, got, want)
+		}
+		if !strings.Contains(DeviceModel(machine), fmt.Sprintf("vmgenid=%t", want)) {
+			t.Errorf("%s: device model %q does not say whether it has vmgenid", machine, DeviceModel(machine))
+		}
 	}
 }

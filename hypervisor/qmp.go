@@ -152,6 +152,15 @@ func (c *QMP) bind(ctx context.Context) func() {
 }
 
 func (c *QMP) call(cmd string, args any) (json.RawMessage, error) {
+	return c.callWith(cmd, args, func(b []byte) error {
+		_, err := c.conn.Write(b)
+		return err
+	})
+}
+
+// callWith is call with the way the request is written: getfd sends a
+// descriptor along with its bytes.
+func (c *QMP) callWith(cmd string, args any, write func([]byte) error) (json.RawMessage, error) {
 	c.id++
 	id := strconv.FormatUint(c.id, 10)
 	req := struct {
@@ -163,7 +172,7 @@ func (c *QMP) call(cmd string, args any) (json.RawMessage, error) {
 	if err != nil {
 		return nil, fmt.Errorf("qmp %s: encode: %w", cmd, err)
 	}
-	if _, err := c.conn.Write(append(b, '\n')); err != nil {
+	if err := write(append(b, '\n')); err != nil {
 		return nil, fmt.Errorf("qmp %s: %w", cmd, err)
 	}
 	// The id skips replies to earlier calls that timed out, besides events.
@@ -201,6 +210,29 @@ func (c *QMP) read() (*qmpMessage, error) {
 		return nil, fmt.Errorf("decode message: %w", err)
 	}
 	return &m, nil
+}
+
+// SendFD hands f to QEMU under name (QMP getfd): the descriptor travels
+// with the command as SCM_RIGHTS. A migration then names it "fd:NAME",
+// which lets QEMU write or read a file without opening it itself: under
+// -sandbox spawn=deny it may not run a shell for exec: URIs. QEMU owns its
+// copy from then on (a migration closes it); the caller keeps f.
+func (c *QMP) SendFD(ctx context.Context, name string, f *os.File) error {
+	uc, ok := c.conn.(*net.UnixConn)
+	if !ok {
+		return errors.New("qmp getfd: the QMP connection is not a unix socket")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	defer c.bind(ctx)()
+	_, err := c.callWith("getfd", map[string]any{"fdname": name}, func(b []byte) error {
+		_, _, err := uc.WriteMsgUnix(b, syscall.UnixRights(int(f.Fd())), nil)
+		return err
+	})
+	if cerr := cutBy(ctx, err); cerr != nil {
+		return fmt.Errorf("qmp getfd: %w", cerr)
+	}
+	return err
 }
 
 // QueryStatus returns the VM's run state: "running", "paused",

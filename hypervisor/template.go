@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strconv"
 	"time"
 )
@@ -42,6 +43,13 @@ func (q *qemu) incomingArgs() []string {
 	}
 	return []string{"-incoming", "defer"}
 }
+
+// The names under which the migration's file descriptor is handed to
+// QEMU (QMP getfd); one session uses one at a time.
+const (
+	saveFD    = "skiff-save"
+	restoreFD = "skiff-restore"
+)
 
 // qmpExitGrace is how long a failed QMP session waits for QEMU's exit.
 const qmpExitGrace = 500 * time.Millisecond
@@ -132,6 +140,13 @@ func (q *qemu) SaveTemplate(ctx context.Context, stateFile string) error {
 	if q.cfg.MemoryFile == "" || !q.cfg.MemoryShared {
 		return fmt.Errorf("save template: the VM's RAM is not a shared memory file")
 	}
+	// skiff opens the file, not QEMU: QEMU may not spawn a shell (its
+	// seccomp sandbox), and needs no access to the template directory.
+	f, err := os.OpenFile(stateFile, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("save template: %w", err)
+	}
+	defer f.Close()
 	return q.qmpDo(ctx, func(m *QMP) error {
 		if err := ignoreShared(ctx, m); err != nil {
 			return fmt.Errorf("save template: %w", err)
@@ -139,7 +154,10 @@ func (q *qemu) SaveTemplate(ctx context.Context, stateFile string) error {
 		if err := m.Stop(ctx); err != nil {
 			return fmt.Errorf("save template: stop: %w", err)
 		}
-		if _, err := m.Execute(ctx, "migrate", map[string]any{"uri": "exec:cat > " + shellQuote(stateFile)}); err != nil {
+		if err := m.SendFD(ctx, saveFD, f); err != nil {
+			return fmt.Errorf("save template: %w", err)
+		}
+		if _, err := m.Execute(ctx, "migrate", map[string]any{"uri": "fd:" + saveFD}); err != nil {
 			return fmt.Errorf("save template: %w", err)
 		}
 		if err := waitMigration(ctx, m); err != nil {
@@ -155,11 +173,19 @@ func (q *qemu) RestoreTemplate(ctx context.Context, stateFile string) error {
 	if !q.cfg.Incoming {
 		return fmt.Errorf("restore template: the VM was not started to receive a migration")
 	}
+	f, err := os.Open(stateFile)
+	if err != nil {
+		return fmt.Errorf("restore template: %w", err)
+	}
+	defer f.Close()
 	return q.qmpDo(ctx, func(m *QMP) error {
 		if err := ignoreShared(ctx, m); err != nil {
 			return fmt.Errorf("restore template: %w", err)
 		}
-		if _, err := m.Execute(ctx, "migrate-incoming", map[string]any{"uri": "exec:cat " + shellQuote(stateFile)}); err != nil {
+		if err := m.SendFD(ctx, restoreFD, f); err != nil {
+			return fmt.Errorf("restore template: %w", err)
+		}
+		if _, err := m.Execute(ctx, "migrate-incoming", map[string]any{"uri": "fd:" + restoreFD}); err != nil {
 			return fmt.Errorf("restore template: %w", err)
 		}
 		if err := waitMigration(ctx, m); err != nil {
@@ -170,19 +196,6 @@ func (q *qemu) RestoreTemplate(ctx context.Context, stateFile string) error {
 		}
 		return nil
 	})
-}
-
-// shellQuote quotes a path for the shell QEMU runs exec: migration URIs in.
-func shellQuote(s string) string {
-	out := []byte{'\''}
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\'' {
-			out = append(out, `'\''`...)
-		} else {
-			out = append(out, s[i])
-		}
-	}
-	return string(append(out, '\''))
 }
 
 // Templater is implemented by backends that can save and restore VM

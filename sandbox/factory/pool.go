@@ -96,6 +96,9 @@ func (m member) vmFiles() map[string]string {
 func (m member) vmConfig(c hypervisor.Config) hypervisor.Config {
 	f := m.vmFiles()
 	c.AgentSocket, c.QMPSocket, c.ConsoleLog, c.StderrLog, c.PIDFile = f["agent.sock"], f["qmp.sock"], f["console.log"], f["qemu.log"], f["qemu.pid"]
+	// A pooled VM outlives its filler and dies with the shim that takes
+	// it: the shim binds its guard here (hypervisor.AdoptQEMU).
+	c.GuardSocket = filepath.Join(m.Dir, "guard.sock")
 	return c
 }
 

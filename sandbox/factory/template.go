@@ -104,7 +104,8 @@ func slotTagsN(n int) []string {
 
 // templateKey names everything a clone must share with its template: the
 // VMM binary, kernel and initrd (by path, size and mtime: a rebuilt file is
-// a new template), memory, vCPUs, machine, accelerator, kernel parameters.
+// a new template), memory, vCPUs, machine, accelerator, kernel parameters,
+// and the device set the hypervisor package gives that machine.
 func templateKey(c hypervisor.Config) (string, error) {
 	h := sha256.New()
 	for _, p := range []string{c.Binary, c.Kernel, c.Initrd} {
@@ -114,8 +115,9 @@ func templateKey(c hypervisor.Config) (string, error) {
 		}
 		fmt.Fprintf(h, "%s %d %d\n", p, fi.Size(), fi.ModTime().UnixNano())
 	}
-	fmt.Fprintf(h, "mem=%d cpus=%d machine=%s accel=%s params=%s slots=%d tapnics=%d proto=%d\n",
-		c.MemoryMiB, c.VCPUs, c.Machine, c.Accel, strings.Join(c.KernelParams, " "), slotsFor(c.Machine), templateNICs, protocol.Version)
+	fmt.Fprintf(h, "mem=%d cpus=%d machine=%s accel=%s params=%s slots=%d tapnics=%d proto=%d devices=%s\n",
+		c.MemoryMiB, c.VCPUs, c.Machine, c.Accel, strings.Join(c.KernelParams, " "), slotsFor(c.Machine), templateNICs, protocol.Version,
+		hypervisor.DeviceModel(c.Machine))
 	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 

@@ -1,0 +1,334 @@
+package hypervisor
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// The guard: every QEMU runs as the child of a small process of its own,
+// this package's code in the skiff binary re-executed (guardArgv0). It
+// exists for what QEMU cannot do itself:
+//
+//   - die with its owner. QEMU gets PR_SET_PDEATHSIG from the guard, and
+//     the guard holds a socket whose other end its owner (the process that
+//     started the VM, or the one that adopted it from the pool) keeps open
+//     for as long as it lives: the kernel closes it when the owner dies, by
+//     SIGKILL or otherwise, and the guard then kills QEMU. A pooled VM
+//     (Config.GuardSocket) outlives the filler that started it and waits
+//     for a shim to bind it on that socket; from then it dies with that
+//     shim.
+//   - keep what the guest writes bounded. The serial console and QEMU's
+//     own stderr reach the host through the guard, which keeps only the
+//     last ringMax bytes of each in its file: a guest that floods its
+//     console fills no host filesystem.
+//
+// The guard is tiny and does no parsing of guest data beyond copying it.
+
+// guardArgv0 is argv[0] of a guard: a binary that imports this package
+// runs as one when started under that name (see init).
+const guardArgv0 = "skiff-vmm-guard"
+
+// ringMax bounds the console and stderr files the guard writes.
+const ringMax = 1 << 20
+
+// Guard protocol on the owner's socket: the guard writes "pid N\n" once
+// QEMU runs (or "error: ...\n" and exits); an adopter that connects to
+// GuardSocket reads "bound\n" once it owns the VM. The owner never writes:
+// only its end closing means anything.
+const (
+	guardPID   = "pid "
+	guardError = "error: "
+	guardBound = "bound"
+)
+
+func init() {
+	if filepath.Base(os.Args[0]) == guardArgv0 {
+		os.Exit(runGuard(os.Args[1:]))
+	}
+}
+
+// guardArgs is the guard's command line before QEMU's.
+func guardArgs(c Config, taps int) []string {
+	a := []string{guardArgv0, "-taps", strconv.Itoa(taps), "-console", c.ConsoleLog, "-log", c.StderrLog}
+	if c.GuardSocket != "" {
+		a = append(a, "-listen", c.GuardSocket)
+	}
+	return append(a, "--", c.Binary)
+}
+
+// runGuard is the guard's main. Its fds: 0 /dev/null, 1 and 2 the VMM's
+// log (for the guard's own last words), 3.. the taps, then the owner's
+// socket.
+func runGuard(args []string) int {
+	fs := flag.NewFlagSet(guardArgv0, flag.ContinueOnError)
+	taps := fs.Int("taps", 0, "tap fds inherited at 3, 4, ...")
+	console := fs.String("console", "", "file the guest console goes to")
+	logPath := fs.String("log", "", "file QEMU's stdout and stderr go to")
+	listen := fs.String("listen", "", "socket an adopter binds the VM on")
+	if err := fs.Parse(args); err != nil || fs.NArg() < 1 {
+		fmt.Fprintf(os.Stderr, "%s: bad arguments %q\n", guardArgv0, args)
+		return 2
+	}
+	owner, err := net.FileConn(os.NewFile(uintptr(3+*taps), "owner"))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: owner socket: %v\n", guardArgv0, err)
+		return 2
+	}
+	g := &guard{owner: owner}
+	if err := g.start(fs.Args(), *taps, *console, *logPath, *listen); err != nil {
+		if g.ln != nil {
+			g.ln.Close()
+			os.Remove(*listen)
+		}
+		fmt.Fprintf(owner, "%s%v\n", guardError, err)
+		return 1
+	}
+	fmt.Fprintf(owner, "%s%d\n", guardPID, g.cmd.Process.Pid)
+	go g.watch()
+	return g.wait()
+}
+
+type guard struct {
+	owner  net.Conn
+	ln     *net.UnixListener
+	cmd    *exec.Cmd
+	copied chan struct{} // one value per finished copier
+}
+
+// start starts QEMU with the console socket and the log pipe, and opens
+// the adopters' socket first if there is one: the VM is only announced
+// once an adopter can find it.
+func (g *guard) start(argv []string, taps int, console, logPath, listen string) error {
+	// The VM must die with the guard however the guard ends, so QEMU is
+	// started with a parent-death signal. The kernel sends it when the
+	// thread that forked exits, not the process: this goroutine keeps
+	// that thread (main's, locked by the runtime during init) for good.
+	runtime.LockOSThread()
+	if listen != "" {
+		os.Remove(listen) // a previous guard's, dead: the member is ours
+		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: listen, Net: "unix"})
+		if err != nil {
+			return fmt.Errorf("listen for an adopter: %w", err)
+		}
+		g.ln = ln
+	}
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("console socket: %w", err)
+	}
+	mine, theirs := os.NewFile(uintptr(pair[0]), "console"), os.NewFile(uintptr(pair[1]), "console")
+	defer theirs.Close()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		mine.Close()
+		return fmt.Errorf("log pipe: %w", err)
+	}
+	defer pw.Close()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	for i := 0; i < taps; i++ {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, os.NewFile(uintptr(3+i), "tap"))
+	}
+	cmd.ExtraFiles = append(cmd.ExtraFiles, theirs) // consoleFD(taps)
+	cmd.Stdout, cmd.Stderr = pw, pw
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		mine.Close()
+		pr.Close()
+		return fmt.Errorf("start %s: %w", argv[0], err)
+	}
+	for _, f := range cmd.ExtraFiles[:taps] {
+		f.Close() // QEMU has them; an owner of the taps is QEMU alone
+	}
+	g.cmd = cmd
+	g.copied = make(chan struct{}, 2)
+	go g.copy(mine, console, false)
+	go g.copy(pr, logPath, true)
+	return nil
+}
+
+// copy drains r into a ring file at path until r ends (QEMU exited). The
+// console starts empty, as QEMU's file chardev did; the log keeps what
+// earlier VMs of the sandbox wrote (up to the bound), as it did when
+// opened for appending.
+func (g *guard) copy(r io.ReadCloser, path string, keep bool) {
+	defer func() { g.copied <- struct{}{} }()
+	defer r.Close()
+	flags := os.O_RDWR | os.O_CREATE
+	if !keep {
+		flags |= os.O_TRUNC
+	}
+	f, err := os.OpenFile(path, flags, 0o640)
+	var size int64
+	if err == nil {
+		size, err = f.Seek(0, io.SeekEnd)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", guardArgv0, err)
+		io.Copy(io.Discard, r) // QEMU must not block on a full pipe
+		return
+	}
+	defer f.Close()
+	io.Copy(&ringFile{f: f, max: ringMax, size: size}, r)
+}
+
+// watch kills QEMU once its owner is gone. A VM with an adopters' socket
+// outlives the process that started it: it waits there for its next (and
+// last) owner, who may come while the starter still runs (a filler goes
+// on filling the pool); from then only the adopter's end counts.
+func (g *guard) watch() {
+	if g.ln == nil {
+		awaitClose(g.owner)
+		g.cmd.Process.Signal(syscall.SIGKILL)
+		return
+	}
+	go func() {
+		awaitClose(g.owner)
+		g.owner.Close()
+	}()
+	conn, err := g.adopter()
+	if err != nil {
+		// Nobody can take the VM over any more; it waits to be
+		// stopped by its pidfile, as a pooled VM always could be.
+		fmt.Fprintf(os.Stderr, "%s: %v\n", guardArgv0, err)
+		return
+	}
+	g.owner.Close()
+	awaitClose(conn)
+	g.cmd.Process.Signal(syscall.SIGKILL)
+}
+
+// adopter waits for the process that takes the VM over, and returns its
+// connection once told it is bound. Only a process of the guard's own user
+// may bind it (the socket is in a private directory too).
+func (g *guard) adopter() (net.Conn, error) {
+	defer os.Remove(g.ln.Addr().String())
+	defer g.ln.Close()
+	for {
+		conn, err := g.ln.AcceptUnix()
+		if err != nil {
+			return nil, fmt.Errorf("wait for an adopter: %w", err)
+		}
+		if cred, err := peerCred(conn); err != nil || int(cred.Uid) != os.Geteuid() {
+			conn.Close()
+			continue
+		}
+		if _, err := fmt.Fprintf(conn, "%s\n", guardBound); err != nil {
+			conn.Close()
+			continue
+		}
+		return conn, nil
+	}
+}
+
+func peerCred(c *net.UnixConn) (*unix.Ucred, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	err = raw.Control(func(fd uintptr) { cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
+	if err == nil {
+		err = cerr
+	}
+	return cred, err
+}
+
+// awaitClose returns when the peer of c has closed it (or died). Anything
+// it writes is ignored.
+func awaitClose(c net.Conn) {
+	io.Copy(io.Discard, c)
+}
+
+// wait reaps QEMU, lets the copiers finish what QEMU wrote last, and
+// returns QEMU's exit status; a QEMU killed by a signal gets the guard
+// killed by the same one, so that the guard's parent sees what QEMU did.
+func (g *guard) wait() int {
+	err := g.cmd.Wait()
+	<-g.copied
+	<-g.copied
+	if g.ln != nil {
+		os.Remove(g.ln.Addr().String())
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			signal.Reset(ws.Signal())
+			syscall.Kill(os.Getpid(), ws.Signal())
+		}
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return 1
+	}
+	return 0
+}
+
+// readGuardHello reads the guard's first line: QEMU's PID, or why QEMU
+// could not start.
+func readGuardHello(r *bufio.Reader) (int, error) {
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return 0, fmt.Errorf("no word from the VMM's guard: %w", err)
+	}
+	line = strings.TrimSuffix(line, "\n")
+	if msg, ok := strings.CutPrefix(line, guardError); ok {
+		return 0, errors.New(msg)
+	}
+	pid, err := strconv.Atoi(strings.TrimPrefix(line, guardPID))
+	if !strings.HasPrefix(line, guardPID) || err != nil || pid <= 0 {
+		return 0, fmt.Errorf("the VMM's guard said %q", line)
+	}
+	return pid, nil
+}
+
+// ringFile is a file that keeps only the last bytes written to it: when a
+// write would take it past max, its last max/2 bytes (the write included)
+// move to its start. Readers (logtail) read its end, so they see the
+// latest output whatever came before.
+type ringFile struct {
+	f    *os.File
+	max  int64
+	size int64
+}
+
+func (r *ringFile) Write(p []byte) (int, error) {
+	n := len(p)
+	keep := r.max / 2
+	if int64(len(p)) > keep {
+		p = p[int64(len(p))-keep:]
+	}
+	if r.size+int64(len(p)) > r.max {
+		old := keep - int64(len(p))
+		buf := make([]byte, old)
+		if _, err := r.f.ReadAt(buf, r.size-old); err != nil && err != io.EOF {
+			return 0, err
+		}
+		if _, err := r.f.WriteAt(buf, 0); err != nil {
+			return 0, err
+		}
+		if err := r.f.Truncate(old); err != nil {
+			return 0, err
+		}
+		r.size = old
+	}
+	if _, err := r.f.WriteAt(p, r.size); err != nil {
+		return 0, err
+	}
+	r.size += int64(len(p))
+	return n, nil
+}
