@@ -128,28 +128,30 @@ func TestPooledVMDiesWithItsAdopter(t *testing.T) {
 	for _, fillerLives := range []bool{false, true} {
 		filler, vmm := helper(t, "start", cfg)
 		if !fillerLives {
-			filler.Process.Kill()
-			filler.Wait()
-			time.Sleep(300 * time.Millisecond)
-			if !alive(vmm) {
-				t.Fatalf("pooled VMM %d died with the filler that started it", vmm)
-			}
+			killFiller(t, filler, vmm, "pooled")
 		}
 		shim, adopted := helper(t, "adopt", cfg)
 		if adopted != vmm {
 			t.Fatalf("adopted PID %d, want %d", adopted, vmm)
 		}
 		if fillerLives {
-			filler.Process.Kill()
-			filler.Wait()
-			time.Sleep(300 * time.Millisecond)
-			if !alive(vmm) {
-				t.Fatalf("adopted VMM %d died with the filler that started it", vmm)
-			}
+			killFiller(t, filler, vmm, "adopted")
 		}
 		shim.Process.Kill()
 		shim.Wait()
 		waitDead(t, vmm, 3*time.Second, "adopted VM")
+	}
+}
+
+// killFiller kills the filler that started a pooled VM, which must live
+// on.
+func killFiller(t *testing.T, filler *exec.Cmd, vmm int, what string) {
+	t.Helper()
+	filler.Process.Kill()
+	filler.Wait()
+	time.Sleep(300 * time.Millisecond)
+	if !alive(vmm) {
+		t.Fatalf("%s VMM %d died with the filler that started it", what, vmm)
 	}
 }
 

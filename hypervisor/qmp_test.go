@@ -90,14 +90,7 @@ func serveQMP(c net.Conn) error {
 }
 
 func TestQMPClient(t *testing.T) {
-	path, errc := fakeQMP(t, 100*time.Millisecond)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := DialQMP(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, errc, ctx := dialFakeQMP(t, 100*time.Millisecond)
 
 	st, err := c.QueryStatus(ctx)
 	if err != nil || st != "running" {
@@ -129,14 +122,7 @@ func TestQMPClient(t *testing.T) {
 }
 
 func TestQMPLineLimit(t *testing.T) {
-	path, _ := fakeQMP(t, 0)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := DialQMP(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, _, ctx := dialFakeQMP(t, 0)
 	if _, err := c.Execute(ctx, "huge", nil); err == nil || !strings.Contains(err.Error(), "longer than") {
 		t.Fatalf("huge reply: error = %v, want a size error", err)
 	}
@@ -153,4 +139,18 @@ func TestDialQMPGivesUp(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("gave up after %v", d)
 	}
+}
+
+// dialFakeQMP connects a client to a fake QMP server answering after delay.
+func dialFakeQMP(t *testing.T, delay time.Duration) (*QMP, <-chan error, context.Context) {
+	t.Helper()
+	path, errc := fakeQMP(t, delay)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	t.Cleanup(cancel)
+	c, err := DialQMP(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, errc, ctx
 }

@@ -98,16 +98,7 @@ func waitConsole(t *testing.T, cfg Config, marker string, timeout time.Duration)
 
 func TestBootToInit(t *testing.T) {
 	t.Parallel()
-	kernel := testKernel(t)
-	initrd := buildInitramfs(t, "echo "+initMarker+"\npoweroff -f\n")
-	cfg := vmConfig(t, kernel, initrd)
-	h, err := NewQEMU(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	h, cfg := startGuest(t, "echo "+initMarker+"\npoweroff -f\n")
 	if h.PID() <= 0 {
 		t.Fatalf("PID() = %d after Start", h.PID())
 	}
@@ -127,16 +118,7 @@ func TestBootToInit(t *testing.T) {
 
 func TestStopHungGuest(t *testing.T) {
 	t.Parallel()
-	kernel := testKernel(t)
-	initrd := buildInitramfs(t, "echo "+initMarker+"\nexec sleep 100000\n")
-	cfg := vmConfig(t, kernel, initrd)
-	h, err := NewQEMU(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	h, cfg := startGuest(t, "echo "+initMarker+"\nexec sleep 100000\n")
 	pid := h.PID()
 	waitConsole(t, cfg, initMarker, 30*time.Second)
 
@@ -299,4 +281,18 @@ func TestProbeGuest(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("failed probe took %v", d)
 	}
+}
+
+// startGuest starts a VM of the test kernel whose /init runs script.
+func startGuest(t *testing.T, script string) (Hypervisor, Config) {
+	t.Helper()
+	cfg := vmConfig(t, testKernel(t), buildInitramfs(t, script))
+	h, err := NewQEMU(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return h, cfg
 }
