@@ -51,8 +51,9 @@ var (
 )
 
 // commandTimeout bounds each helper command (qemu -version, -machine
-// help): check must finish in seconds even with a broken QEMU.
-const commandTimeout = 5 * time.Second
+// help): check must finish even with a hung QEMU, but a loaded host (a
+// node starting VMs) can take several seconds to start one.
+const commandTimeout = 15 * time.Second
 
 // Options are what the checks need to know beyond the host itself.
 type Options struct {

@@ -390,6 +390,9 @@ func (q *qemu) Start(ctx context.Context) error {
 		q.err = err
 		owner.Close()
 		if q.vmmFD >= 0 {
+			// A guard killed with its QEMU may go first: the VM is
+			// gone only once QEMU is.
+			pollGone(q.vmmFD, killWait)
 			unix.Close(q.vmmFD)
 		}
 		close(q.done)
@@ -552,4 +555,19 @@ func logTail(path string) string {
 		return ""
 	}
 	return ": " + strings.ReplaceAll(s, "\n", "; ")
+}
+
+// pollGone waits up to timeout for the process of pidfd fd to exit.
+func pollGone(fd int, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for {
+		ms := int(time.Until(deadline) / time.Millisecond)
+		if ms <= 0 {
+			return
+		}
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, ms)
+		if n > 0 || (err != nil && err != unix.EINTR) {
+			return
+		}
+	}
 }
