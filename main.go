@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/skiff-oci/skiff/commands"
+	"github.com/skiff-oci/skiff/internal/logtail"
 	"github.com/skiff-oci/skiff/sandbox/state"
 )
 
@@ -87,7 +88,9 @@ shell in the guest itself. Each verb's help says more.`,
 			// containerd reads the last error of --log; podman shows stderr.
 			slog.Error(err.Error())
 		}
-		fmt.Fprintf(os.Stderr, "skiff: %s\n", err)
+		// Errors may quote the guest (its agent's words, its console): shown,
+		// never obeyed by the operator's terminal.
+		fmt.Fprintf(os.Stderr, "skiff: %s\n", logtail.Sanitize(err.Error()))
 		if errors.As(err, &ee) {
 			os.Exit(ee.Status)
 		}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/skiff-oci/skiff/internal/logtail"
 	"github.com/urfave/cli/v2"
 )
 
@@ -46,7 +47,7 @@ ps(1) options are not taken.`,
 		w := tabwriter.NewWriter(os.Stdout, 5, 1, 2, ' ', 0)
 		fmt.Fprint(w, "UID\tPID\tPPID\tCMD\n")
 		for _, p := range procs {
-			fmt.Fprintf(w, "%d\t%d\t%d\t%s\n", p.UID, p.PID, p.PPID, strings.Join(p.Args, " "))
+			fmt.Fprintf(w, "%d\t%d\t%d\t%s\n", p.UID, p.PID, p.PPID, logtail.Sanitize(strings.Join(p.Args, " ")))
 		}
 		return w.Flush()
 	},

@@ -169,3 +169,30 @@ echo done`, ns.HostIP(), spoofIP)
 		t.Errorf("the neighbour learned a spoofed address:\n%s", out)
 	}
 }
+
+// What the guest controls and skiff prints (a process's argv in ps, the
+// guest's words in an error) reaches the operator's terminal with its
+// control characters defused: an escape sequence is shown, not obeyed.
+func TestGuestStringsCannotDriveTheTerminal(t *testing.T) {
+	e2e.SkiffOnly(t)
+	e := e2e.NewEnv(t)
+	id := e.ID("esc")
+	// A child shell whose $0 (in its argv) is an escape sequence.
+	e.CreateStarted(id, e.Bundle("esc", e2e.Sh(`echo started; sh -c 'sleep 60; true' "$ESC"`), func(s *specs.Spec) {
+		s.Process.Env = append(s.Process.Env, "ESC=\x1b]0;pwned\x07\x1b[2J")
+	}), "started")
+	r := e.MustOK(e.RT("ps", id))
+	if strings.ContainsAny(r.Stdout, "\x1b\x07") {
+		t.Errorf("ps printed the guest's escape sequence: %q", r.Stdout)
+	}
+	if !strings.Contains(r.Stdout, "pwned") {
+		t.Errorf("ps shows no process: %q", r.Stdout)
+	}
+	r = e.RT("exec", id, "/no/such\x1b[2Jcommand")
+	if strings.ContainsAny(r.Stderr, "\x1b") {
+		t.Errorf("an error quoting the guest printed its escape sequence: %q", r.Stderr)
+	}
+	e.MustOK(e.RT("kill", id, "KILL"))
+	e.WaitStatus(id, "stopped")
+	e.MustOK(e.RT("delete", id))
+}
