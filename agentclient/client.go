@@ -12,6 +12,8 @@ import (
 	"net"
 	"time"
 
+	"github.com/skiff-oci/skiff/internal/unixsock"
+
 	"github.com/hashicorp/yamux"
 
 	"github.com/skiff-oci/skiff/agentclient/protocol"
@@ -31,9 +33,8 @@ type Client struct {
 // starts), and opens a yamux session over it. It does not wait for the
 // guest: use Ping for that.
 func Dial(ctx context.Context, socket string) (*Client, error) {
-	var d net.Dialer
 	for {
-		conn, err := d.DialContext(ctx, "unix", socket)
+		conn, err := unixsock.Dial(ctx, socket)
 		if err == nil {
 			return newClient(conn)
 		}

@@ -8,6 +8,8 @@ import (
 	"net"
 	"time"
 
+	"github.com/skiff-oci/skiff/internal/unixsock"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -98,7 +100,9 @@ const guardBindTimeout = 5 * time.Second
 // bindGuard makes this process the owner of a waiting VM: the connection
 // returned must stay open for as long as the VM is to live.
 func bindGuard(socket string) (net.Conn, error) {
-	c, err := net.DialTimeout("unix", socket, guardBindTimeout)
+	dctx, cancel := context.WithTimeout(context.Background(), guardBindTimeout)
+	c, err := unixsock.Dial(dctx, socket)
+	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("bind the VM's guard: %w", err)
 	}

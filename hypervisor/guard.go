@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/skiff-oci/skiff/internal/unixsock"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -72,7 +74,8 @@ func guardArgs(c Config, taps int) []string {
 
 // runGuard is the guard's main. Its fds: 0 /dev/null, 1 and 2 the VMM's
 // log (for the guard's own last words), 3.. the taps, then the owner's
-// socket.
+// socket, then the listening sockets of the agent channel and QMP, which
+// go on to QEMU after its console (agentFD, qmpFD).
 func runGuard(args []string) int {
 	fs := flag.NewFlagSet(guardArgv0, flag.ContinueOnError)
 	taps := fs.Int("taps", 0, "tap fds inherited at 3, 4, ...")
@@ -120,7 +123,7 @@ func (g *guard) start(argv []string, taps int, console, logPath, listen string) 
 	runtime.LockOSThread()
 	if listen != "" {
 		os.Remove(listen) // a previous guard's, dead: the member is ours
-		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: listen, Net: "unix"})
+		ln, err := unixsock.Listen(listen)
 		if err != nil {
 			return fmt.Errorf("listen for an adopter: %w", err)
 		}
@@ -143,6 +146,9 @@ func (g *guard) start(argv []string, taps int, console, logPath, listen string) 
 		cmd.ExtraFiles = append(cmd.ExtraFiles, os.NewFile(uintptr(3+i), "tap"))
 	}
 	cmd.ExtraFiles = append(cmd.ExtraFiles, theirs) // consoleFD(taps)
+	for i := 1; i <= 2; i++ {                       // agentFD, qmpFD
+		cmd.ExtraFiles = append(cmd.ExtraFiles, os.NewFile(uintptr(3+taps+i), "listener"))
+	}
 	cmd.Stdout, cmd.Stderr = pw, pw
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -150,8 +156,10 @@ func (g *guard) start(argv []string, taps int, console, logPath, listen string) 
 		pr.Close()
 		return fmt.Errorf("start %s: %w", argv[0], err)
 	}
-	for _, f := range cmd.ExtraFiles[:taps] {
-		f.Close() // QEMU has them; an owner of the taps is QEMU alone
+	for i, f := range cmd.ExtraFiles {
+		if i < taps || i > taps {
+			f.Close() // QEMU has them; their owner is QEMU alone
+		}
 	}
 	g.cmd = cmd
 	g.copied = make(chan struct{}, 2)

@@ -81,3 +81,8 @@ func netFiles(devs []NetDevice) []*os.File {
 // consoleFD is the fd the VMM has the guard's console socket on: the one
 // after the taps.
 func consoleFD(devs []NetDevice) int { return 3 + len(netFiles(devs)) }
+
+// agentFD and qmpFD are the fds the VMM has the listening sockets of the
+// agent channel and of QMP on, after the console's.
+func agentFD(devs []NetDevice) int { return consoleFD(devs) + 1 }
+func qmpFD(devs []NetDevice) int   { return consoleFD(devs) + 2 }

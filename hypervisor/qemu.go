@@ -20,12 +20,9 @@ import (
 
 	"github.com/skiff-oci/skiff/agentclient/protocol"
 	"github.com/skiff-oci/skiff/internal/logtail"
+	"github.com/skiff-oci/skiff/internal/unixsock"
 	"golang.org/x/sys/unix"
 )
-
-// maxSocketPath is the longest unix socket path the kernel accepts
-// (sizeof(sun_path) minus the terminating NUL).
-const maxSocketPath = 107
 
 // seccompPolicy is QEMU's own seccomp filter (-sandbox), installed before
 // the guest runs its first instruction: a guest that takes QEMU over
@@ -165,13 +162,11 @@ func validate(cfg *Config) error {
 			socket bool
 		}{"guard socket", &cfg.GuardSocket, true})
 	}
+	// Sockets may have paths of any length: skiff binds them itself
+	// (internal/unixsock) and QEMU gets them by descriptor.
 	for _, f := range paths {
 		if err := absPath(f.field, f.p); err != nil {
 			return err
-		}
-		if f.socket && len(*f.p) > maxSocketPath {
-			return fmt.Errorf("%s path %s is %d bytes, longer than the %d a unix socket allows: use a shorter state directory",
-				f.field, *f.p, len(*f.p), maxSocketPath)
 		}
 	}
 	if err := validateNet(cfg); err != nil {
@@ -290,7 +285,7 @@ func (q *qemu) args() []string {
 		// The console goes to the guard, which keeps its file bounded.
 		"-chardev", "socket,id=con,fd="+strconv.Itoa(consoleFD(c.NetDevices)),
 		"-serial", "chardev:con",
-		"-chardev", "socket,id=agent,path="+optValue(c.AgentSocket)+",server=on,wait=off",
+		"-chardev", "socket,id=agent,fd="+strconv.Itoa(agentFD(c.NetDevices))+",server=on,wait=off",
 		"-device", dev("virtio-serial")+",id=vser0",
 		"-device", "virtserialport,chardev=agent,name="+protocol.PortName,
 	)
@@ -314,7 +309,8 @@ func (q *qemu) args() []string {
 	}
 	a = append(a, netArgs(c.NetDevices, q.arch.bus)...)
 	return append(a,
-		"-qmp", "unix:"+optValue(c.QMPSocket)+",server=on,wait=off",
+		"-chardev", "socket,id=qmp,fd="+strconv.Itoa(qmpFD(c.NetDevices))+",server=on,wait=off",
+		"-mon", "chardev=qmp,mode=control",
 		"-pidfile", c.PIDFile,
 	)
 }
@@ -356,11 +352,17 @@ func (q *qemu) Start(ctx context.Context) error {
 		return fmt.Errorf("start qemu: owner socket: %w", err)
 	}
 	taps := netFiles(q.cfg.NetDevices)
+	listeners, err := listenSockets(q.cfg.AgentSocket, q.cfg.QMPSocket)
+	if err != nil {
+		owner.Close()
+		return fmt.Errorf("start qemu: %w", err)
+	}
+	defer closeFiles(listeners)
 	// The guard is this very binary (its init runs guard.go's main):
 	// /proc/self/exe still names it if it was replaced or removed since.
 	cmd := &exec.Cmd{Path: "/proc/self/exe", Args: append(guardArgs(q.cfg, len(taps)), q.args()...)}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, logf, logf
-	cmd.ExtraFiles = append(taps, theirs)
+	cmd.ExtraFiles = append(append(taps, theirs), listeners...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		owner.Close()
@@ -569,5 +571,35 @@ func pollGone(fd int, timeout time.Duration) {
 		if n > 0 || (err != nil && err != unix.EINTR) {
 			return
 		}
+	}
+}
+
+// listenSockets binds the listening sockets QEMU serves (the agent
+// channel, QMP) at paths of any length, and returns them as files for
+// QEMU to inherit (agentFD, qmpFD). A socket left by a previous VM of the
+// same files goes first.
+func listenSockets(paths ...string) ([]*os.File, error) {
+	var files []*os.File
+	for _, p := range paths {
+		os.Remove(p)
+		ln, err := unixsock.Listen(p)
+		if err != nil {
+			closeFiles(files)
+			return nil, fmt.Errorf("listen on %s: %w", p, err)
+		}
+		f, err := ln.File()
+		ln.Close()
+		if err != nil {
+			closeFiles(files)
+			return nil, fmt.Errorf("listen on %s: %w", p, err)
+		}
+		files = append(files, f)
+	}
+	return files, nil
+}
+
+func closeFiles(fs []*os.File) {
+	for _, f := range fs {
+		f.Close()
 	}
 }

@@ -79,14 +79,15 @@ func TestArgsTypical(t *testing.T) {
 		{"-initrd", cfg.Initrd},
 		{"-serial", "chardev:con"},
 		{"-chardev", "socket,id=con,fd=3"},
-		{"-chardev", "socket,id=agent,path=" + cfg.AgentSocket + ",server=on,wait=off"},
+		{"-chardev", "socket,id=agent,fd=4,server=on,wait=off"},
 		{"-device", "virtio-serial-" + arch.bus + ",id=vser0"},
 		{"-device", "virtserialport,chardev=agent,name=skiff.agent"},
 		{"-fsdev", "local,id=fs0,path=" + strings.ReplaceAll(cfg.Shares[0].HostPath, ",", ",,") + ",security_model=none,multidevs=remap,readonly=on"},
 		{"-device", "virtio-9p-" + arch.bus + ",fsdev=fs0,mount_tag=rootfs"},
 		{"-fsdev", "local,id=fs1,path=" + cfg.Shares[1].HostPath + ",security_model=none,multidevs=remap"},
 		{"-device", "virtio-9p-" + arch.bus + ",fsdev=fs1,mount_tag=vol0"},
-		{"-qmp", "unix:" + cfg.QMPSocket + ",server=on,wait=off"},
+		{"-chardev", "socket,id=qmp,fd=5,server=on,wait=off"},
+		{"-mon", "chardev=qmp,mode=control"},
 		{"-pidfile", cfg.PIDFile},
 	}
 	for _, w := range want {
@@ -145,7 +146,6 @@ func TestArgsKVMAndMachines(t *testing.T) {
 }
 
 func TestNewQEMUValidation(t *testing.T) {
-	long := "/" + strings.Repeat("d", 120) + "/qmp.sock"
 	cases := []struct {
 		name   string
 		mutate func(*Config)
@@ -160,7 +160,6 @@ func TestNewQEMUValidation(t *testing.T) {
 		{"bad accel", func(c *Config) { c.Accel = "hvf" }, `"hvf"`},
 		{"no vcpus", func(c *Config) { c.VCPUs = 0 }, "vcpus"},
 		{"small memory", func(c *Config) { c.MemoryMiB = 32 }, "memory is 32 MiB"},
-		{"socket path too long", func(c *Config) { c.QMPSocket = long }, "QMP socket"},
 		{"newline in path", func(c *Config) { c.ConsoleLog = "/tmp/a\nb" }, "console log"},
 		{"bad tag", func(c *Config) { c.Shares[0].Tag = "a,b" }, "share tag"},
 		{"share not a dir", func(c *Config) { c.Shares[1].HostPath = c.Kernel }, "not a directory"},

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/skiff-oci/skiff/internal/unixsock"
 )
 
 // maxQMPLine bounds one QMP message. QEMU's replies to the commands we use
@@ -54,11 +56,10 @@ type qmpMessage struct {
 // does not exist or refuses (QEMU may still be starting) until ctx ends,
 // and negotiates capabilities.
 func DialQMP(ctx context.Context, path string) (*QMP, error) {
-	var d net.Dialer
 	var conn net.Conn
 	for {
 		var err error
-		conn, err = d.DialContext(ctx, "unix", path)
+		conn, err = unixsock.Dial(ctx, path)
 		if err == nil {
 			break
 		}

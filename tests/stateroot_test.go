@@ -76,3 +76,19 @@ func TestStateRootUnwritable(t *testing.T) {
 		}
 	}
 }
+
+// No path skiff builds depends on the lengths of --root and the ID:
+// containerd's IDs are 64 characters, and its Root may be long too.
+func TestLongStateRootAndID(t *testing.T) {
+	e := e2e.NewEnv(t)
+	root := filepath.Join(e.Dir, strings.Repeat("r", 60))
+	id := strings.Repeat("f", 64)
+	b := e.Bundle("long", []string{"/bin/sh", "-c", "echo hello-long"})
+	r := e.RT("--root", root, "run", "--bundle", b, id)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "hello-long") {
+		t.Errorf("a 64-character ID under a %d-byte root: %v", len(root), r)
+	}
+	if ents, _ := os.ReadDir(root); len(ents) != 0 {
+		t.Errorf("left in the state root: %v", ents)
+	}
+}

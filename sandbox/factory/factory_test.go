@@ -149,3 +149,45 @@ func TestFactoryRefusesADirectoryOthersMayWrite(t *testing.T) {
 		t.Error("the pool was filled in a factory.dir others may write to")
 	}
 }
+
+// Templates of other sizes accumulate in RAM: beyond maxTemplates, the
+// least recently used goes.
+func TestTemplatesBeyondTheLimitAreEvictedLeastRecentlyUsedFirst(t *testing.T) {
+	f, _ := testFactory(t, true, 0)
+	ctx := context.Background()
+	base, _, err := f.BaseConfig(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sized := func(mib int) hypervisor.Config {
+		c := base
+		c.MemoryMiB = mib
+		return c
+	}
+	sizes := []int{128, 160, 192, 224}
+	for _, mib := range sizes {
+		if _, err := f.Ensure(ctx, sized(mib)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond) // distinct use times
+	}
+	// 128 is used again: 160 is now the least recently used.
+	if _, err := f.Ensure(ctx, sized(128)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if _, err := f.Ensure(ctx, sized(256)); err != nil {
+		t.Fatal(err)
+	}
+	list, err := f.Templates()
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[int]bool{}
+	for _, info := range list {
+		have[info.Memory] = true
+	}
+	if len(list) != maxTemplates || have[160] || !have[128] || !have[256] {
+		t.Errorf("templates of %v MiB left, want %d without 160 (least recently used)", have, maxTemplates)
+	}
+}

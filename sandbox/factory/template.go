@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -168,7 +169,10 @@ func (f *Factory) Ensure(ctx context.Context, c hypervisor.Config) (Template, er
 		return Template{}, err
 	}
 	t := Template{Dir: filepath.Join(f.dir, key)}
-	if _, err := os.Stat(t.meta()); err == nil {
+	// template.json's time is the template's last use: prune keeps the
+	// templates used last.
+	now := time.Now()
+	if err := os.Chtimes(t.meta(), now, now); err == nil {
 		return t, nil
 	}
 	if err := f.ensureDir(); err != nil {
@@ -353,28 +357,53 @@ func warmSpec() *specs.Spec {
 }
 
 // prune removes stale templates (their kernel, initrd or QEMU changed)
-// that nobody is building; templates of other sizes stay. Clones of a
-// removed template keep their mappings of its memory file.
+// that nobody is building, and the least recently used beyond
+// maxTemplates.
 func (f *Factory) prune(keep string) {
 	ents, _ := os.ReadDir(f.dir)
+	type kept struct {
+		name string
+		used time.Time
+	}
+	var live []kept
 	for _, e := range ents {
 		if !e.IsDir() || e.Name() == keep || e.Name() == poolDirName {
 			continue
 		}
+		meta := filepath.Join(f.dir, e.Name(), "template.json")
 		var info TemplateInfo
-		b, err := os.ReadFile(filepath.Join(f.dir, e.Name(), "template.json"))
+		b, err := os.ReadFile(meta)
 		if err == nil && json.Unmarshal(b, &info) == nil && !info.stale() {
+			if fi, err := os.Stat(meta); err == nil {
+				live = append(live, kept{e.Name(), fi.ModTime()})
+			}
 			continue
 		}
-		lock, err := os.OpenFile(filepath.Join(f.dir, e.Name()+".lock"), os.O_CREATE|os.O_RDWR, 0o600)
-		if err != nil {
-			continue
-		}
-		if flock.Try(lock.Fd()) {
-			os.RemoveAll(filepath.Join(f.dir, e.Name()))
-			os.Remove(lock.Name())
-		}
-		lock.Close()
+		f.removeTemplate(e.Name())
+	}
+	// Templates live in RAM (factory.dir is on tmpfs by default): beyond
+	// maxTemplates, those used least recently go.
+	sort.Slice(live, func(i, j int) bool { return live[i].used.After(live[j].used) })
+	for _, k := range live[min(len(live), maxTemplates-1):] {
+		f.removeTemplate(k.name)
+	}
+}
+
+// maxTemplates is how many templates (VM sizes, kernels...) a factory
+// directory keeps.
+const maxTemplates = 4
+
+// removeTemplate removes the template of key unless someone is building
+// it. Clones of it keep their mappings of its memory file.
+func (f *Factory) removeTemplate(key string) {
+	lock, err := os.OpenFile(filepath.Join(f.dir, key+".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return
+	}
+	defer lock.Close()
+	if flock.Try(lock.Fd()) {
+		os.RemoveAll(filepath.Join(f.dir, key))
+		os.Remove(lock.Name())
 	}
 }
 
