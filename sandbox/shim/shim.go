@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -41,6 +42,10 @@ import (
 // exitVMLost is the status the shim exits with when the VM died under the
 // container: what a shell reports for a process killed by SIGKILL.
 const exitVMLost = 128 + int(syscall.SIGKILL)
+
+// shimMemoryLimit is the shim's soft heap ceiling (GOMEMLIMIT); an idle
+// shim uses a few MiB.
+const shimMemoryLimit = 32 << 20
 
 // vmStopTimeout bounds an orderly VMM quit before it is killed.
 const vmStopTimeout = 3 * time.Second
@@ -101,6 +106,10 @@ func Run(root state.Root, id string, ready *os.File, o Options) int {
 	// The shim's stdout and stderr are the container's: a reader that goes
 	// away must not kill the shim with SIGPIPE.
 	signal.Ignore(syscall.SIGPIPE)
+	// What the guest sends is bounded where it is read (agentclient's
+	// filter, capped logs); a soft ceiling on the heap makes the Go runtime
+	// collect hard before a shim ever grows large, one per sandbox.
+	debug.SetMemoryLimit(shimMemoryLimit)
 	// Recorded by the shim itself: if create dies before it writes the
 	// shim's PID into the sandbox's record, delete --force still finds it.
 	os.WriteFile(s.dir.ShimPIDFile(), []byte(fmt.Sprint(os.Getpid())), 0o600)
