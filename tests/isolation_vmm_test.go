@@ -137,8 +137,10 @@ func TestClonesHaveTheirOwnVMGenerationID(t *testing.T) {
 	e2e.SkiffOnly(t)
 	e := e2e.NewEnv(t)
 	guids := map[string]bool{}
+	var ids []string
 	for _, name := range []string{"gen-a", "gen-b"} {
 		id := e.ID(name)
+		ids = append(ids, id)
 		pid, out := e.Create(id, e.Bundle(name, e2e.Sh("echo VMGENID $(ls /sys/bus/acpi/drivers/vmgenid/); while true; do sleep 1; done")))
 		e.MustOK(e.RT("start", id))
 		if got := e.WaitOutput(out, "VMGENID"); !strings.Contains(got, "QEMUVGID") {
@@ -150,29 +152,21 @@ func TestClonesHaveTheirOwnVMGenerationID(t *testing.T) {
 			e.RT("delete", id)
 		})
 	}
-	for _, pid := range qemuBelow(e.Dir) {
-		guids[qmpGenerationID(t, pid)] = true
+	for _, id := range ids {
+		guids[qmpGenerationID(t, filepath.Join(e.Root, id, "qmp.sock"))] = true
 	}
 	if len(guids) != 2 {
 		t.Errorf("two sandboxes' VMs have generation IDs %v, want two different ones", guids)
 	}
 }
 
-// qmpGenerationID asks the QEMU of pid for its VM generation ID, over the
-// QMP socket its command line names.
-func qmpGenerationID(t *testing.T, pid int) string {
+// qmpGenerationID asks a sandbox's QEMU for its VM generation ID, over
+// the QMP socket in its state directory.
+func qmpGenerationID(t *testing.T, sock string) string {
 	t.Helper()
-	cmd, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-	args := strings.Split(string(cmd), "\x00")
-	var sock string
-	for i := 0; i+1 < len(args); i++ {
-		if args[i] == "-qmp" {
-			sock, _, _ = strings.Cut(strings.TrimPrefix(args[i+1], "unix:"), ",server")
-		}
-	}
 	conn, err := net.DialTimeout("unix", sock, 5*time.Second)
 	if err != nil {
-		t.Fatalf("QMP of QEMU %d: %v", pid, err)
+		t.Fatalf("QMP %s: %v", sock, err)
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
@@ -183,7 +177,7 @@ func qmpGenerationID(t *testing.T, pid int) string {
 	for {
 		line, err := r.ReadString('\n')
 		if err != nil {
-			t.Fatalf("QMP of QEMU %d: %v", pid, err)
+			t.Fatalf("QMP %s: %v", sock, err)
 		}
 		var m struct {
 			ID     string `json:"id"`

@@ -26,6 +26,7 @@ import (
 	"github.com/skiff-oci/skiff/agentclient/protocol"
 	"github.com/skiff-oci/skiff/config"
 	"github.com/skiff-oci/skiff/hypervisor"
+	"github.com/skiff-oci/skiff/internal/unixsock"
 )
 
 // Config is skiff's configuration for sandboxes on fake VMs: the VMM,
@@ -149,7 +150,7 @@ func (vm *VM) Start(ctx context.Context) error {
 	vm.vmm.vms[c.PIDFile] = vm
 	vm.vmm.Started++
 	vm.vmm.mu.Unlock()
-	ln, err := net.Listen("unix", c.AgentSocket)
+	ln, err := unixsock.Listen(c.AgentSocket)
 	if err != nil {
 		return err
 	}
