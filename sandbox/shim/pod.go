@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -27,14 +26,13 @@ func (s *shim) AddContainer(id string, r shimctl.AddContainerRequest, files []*o
 	defer shimctl.CloseFiles(files)
 	ctx, cancel := context.WithTimeout(context.Background(), agentclient.DefaultCallTimeout)
 	defer cancel()
-	c, pio, outputs, err := s.addContainer(ctx, id, r, files)
+	c, pio, err := s.addContainer(ctx, id, r, files)
 	if err != nil {
 		s.log.Warn("add container to the pod", "container", id, "error", err)
 		x.Fail(err)
 		return
 	}
-	pid := 0
-	if err := x.Started(pid); err != nil {
+	if err := x.Started(c.guestPID); err != nil {
 		s.log.Debug("the container's host process went away", "container", id, "error", err)
 	}
 	go x.Signals(func(sig int) {
@@ -46,7 +44,7 @@ func (s *shim) AddContainer(id string, r shimctl.AddContainerRequest, files []*o
 	})
 	status, err := s.waitProcess(c, "")
 	pio.finish()
-	waitTimeout(outputs, 5*time.Second)
+	waitTimeout(&c.outputs, 5*time.Second)
 	if err != nil {
 		x.Fail(fmt.Errorf("lost container %s: %v", id, err))
 		return
@@ -56,13 +54,13 @@ func (s *shim) AddContainer(id string, r shimctl.AddContainerRequest, files []*o
 
 // addContainer creates the container and attaches its stdio; on error
 // nothing of it is left in the guest or on the host.
-func (s *shim) addContainer(ctx context.Context, id string, r shimctl.AddContainerRequest, files []*os.File) (_ *container, _ *procIO, _ *sync.WaitGroup, err error) {
+func (s *shim) addContainer(ctx context.Context, id string, r shimctl.AddContainerRequest, files []*os.File) (_ *container, _ *procIO, err error) {
 	if s.guestDirs == "" {
-		return nil, nil, nil, fmt.Errorf("sandbox %s is not a pod's: it holds no other container", s.dir.ID())
+		return nil, nil, fmt.Errorf("sandbox %s is not a pod's: it holds no other container", s.dir.ID())
 	}
 	c, b, err := s.load(id, r.ConsoleSocket)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	created := false
 	defer func() {
@@ -71,31 +69,31 @@ func (s *shim) addContainer(ctx context.Context, id string, r shimctl.AddContain
 		}
 	}()
 	if c.rec.Sandbox != s.dir.ID() {
-		return nil, nil, nil, fmt.Errorf("container %s belongs to sandbox %s, not %s", id, c.rec.Sandbox, s.dir.ID())
+		return nil, nil, fmt.Errorf("container %s belongs to sandbox %s, not %s", id, c.rec.Sandbox, s.dir.ID())
 	}
 	if err := s.fits(id, b.Spec); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	plan, err := hostfs.PlanPodContainer(string(s.dir), id, b, s.guestDirs)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	if err := plan.MountPodBinds(); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	if err := s.createInGuest(ctx, c, plan, s.main.id()); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	created = true
 	in, out, errf, term, err := execStdio(shimctl.ExecRequest{Process: b.Spec.Process, ConsoleSocket: r.ConsoleSocket}, files)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	pio, err := s.relayProcess(ctx, c, "", c.terminal, in, out, errf, term, &c.outputs)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("attach to the container's stdio: %w", err)
+		return nil, nil, fmt.Errorf("attach to the container's stdio: %w", err)
 	}
-	return c, pio, &c.outputs, nil
+	return c, pio, nil
 }
 
 // fits refuses a pod's container whose limits the pod's VM cannot give:

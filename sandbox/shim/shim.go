@@ -82,6 +82,7 @@ type container struct {
 	rec   *state.Container
 	hooks *specs.Hooks // the bundle's OCI hooks, run on the host
 
+	guestPID      int    // its process's PID in the guest
 	terminal      bool   // its process has a terminal
 	consoleSocket string // where its console goes; "" for the shim's own stdio
 	outputs       sync.WaitGroup
@@ -259,6 +260,7 @@ func (s *shim) createInGuest(ctx context.Context, c *container, plan *hostfs.Pla
 	if err != nil {
 		return fmt.Errorf("create container in the guest: %w", err)
 	}
+	c.guestPID = pid
 	s.log.Debug("container created in the guest", "guestPid", pid)
 	s.lease.Refill()
 	creating := s.hookState(c, oci.StatusCreating)
