@@ -18,6 +18,7 @@ PKGS=(
 	runsc             # gVisor: the peer sandbox make bench compares with
 	netavark          # podman's network backend (bridge, port mapping)
 	aardvark-dns
+	slirp4netns       # rootless podman's default network
 	iptables          # netavark's port forwarding
 	iproute2
 	ca-certificates

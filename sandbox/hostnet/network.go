@@ -317,8 +317,12 @@ func plan(rec *netRecord) ([]netlink.Link, error) {
 	next := 0
 	for _, l := range all {
 		a := l.Attrs()
-		if a.Flags&net.FlagLoopback != 0 || l.Type() == "tuntap" || len(a.HardwareAddr) != 6 {
-			continue // loopback, taps (skiff's or not), non-Ethernet links
+		// Any link that carries Ethernet frames is joined: a veth (CNI,
+		// netavark), or a tap another program serves (slirp4netns,
+		// pasta). Loopback, skiff's own taps and links without an
+		// Ethernet address (tun, ipip...) are not.
+		if a.Flags&net.FlagLoopback != 0 || (l.Type() == "tuntap" && tapPattern.MatchString(a.Name)) || len(a.HardwareAddr) != 6 {
+			continue
 		}
 		filters, _ := netlink.FilterList(l, ingressParent)
 		for _, f := range filters {
