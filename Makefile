@@ -4,7 +4,7 @@
 #   make test     install deps, build, go vet, unit + end-to-end tests (.ci/run)
 #
 # Other targets: all (default: bin/skiff + guest image), guest, deps, install,
-# uninstall, bench, floor, kernel, clean, distclean.
+# uninstall, bench, conformance, floor, kernel, clean, distclean.
 
 GO ?= $(or $(shell command -v go 2>/dev/null),/usr/local/go/bin/go)
 PREFIX ?= /usr/local
@@ -18,7 +18,7 @@ AGENT_BIN ?= build/skiff-agent
 DEMO_BUNDLE := build/demo-bundle
 FLOOR_INITRD := build/floor-initramfs.img
 
-.PHONY: all guest kernel floor deps demo demo-bundle test install uninstall bench fuzz cross clean distclean FORCE
+.PHONY: all guest kernel floor deps demo demo-bundle test install uninstall bench conformance fuzz cross clean distclean FORCE
 .DEFAULT_GOAL := all
 
 all: bin/skiff guest
@@ -106,6 +106,12 @@ fuzz:
 	$(GO) test ./agentclient -run '^$$' -fuzz '^FuzzClientAgainstHostilePeer$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./hypervisor -run '^$$' -fuzz '^FuzzQMPReader$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/logtail -run '^$$' -fuzz '^FuzzConsoleTail$$' -fuzztime $(FUZZTIME)
+
+# OCI runtime-tools v0.9.0 validation programs against runc and skiff, one
+# markdown table (conformance/ has its own go.mod; not part of `make test`).
+# Only some programs: make conformance PROGS="hostname kill"
+conformance: all
+	GO=$(GO) scripts/conformance.sh $(PROGS)
 
 bench: all $(FLOOR_INITRD)
 	GO=$(GO) scripts/bench.sh
