@@ -162,12 +162,13 @@ func (l *Lease) boot(ctx context.Context, c hypervisor.Config) (*VM, error) {
 		return vm, nil
 	}
 	// Why it failed is read before the VM is stopped: its exit is the
-	// answer only if it came first.
+	// answer only if it came first. The channel's end may precede the
+	// VMM's exit a little: a moment is given for it.
 	var why error
 	select {
 	case <-vm.exited:
 		why = fmt.Errorf("the VM exited while booting%s", guestTail(c))
-	default:
+	case <-time.After(exitGrace):
 		if bctx.Err() != nil && ctx.Err() == nil {
 			why = fmt.Errorf("the guest did not answer within %v (hypervisor.boot_timeout)%s", timeout, guestTail(c))
 		} else {
@@ -177,6 +178,10 @@ func (l *Lease) boot(ctx context.Context, c hypervisor.Config) (*VM, error) {
 	hv.Stop(context.Background(), stopTimeout)
 	return nil, why
 }
+
+// exitGrace is how long a failed boot waits for the VMM's exit to arrive
+// after its agent channel ended.
+const exitGrace = 500 * time.Millisecond
 
 // restore starts a clone of the template of c, loads its state and
 // reseeds the guest.
