@@ -6,14 +6,14 @@ import (
 	"runtime"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/skiff-oci/skiff/sandbox/shimctl"
 )
 
-// NetNSEnv names, for a shim, the network namespace its main thread
-// enters before anything else runs: tools that inspect a container's
-// namespaces read /proc/PID/ns/net of the host process standing for it
-// (the thread group leader's), and a pod's containers name their
-// sandbox's as /proc/<its PID>/ns/net.
-const NetNSEnv = "SKIFF_NETNS"
+// A shim's main thread enters the network namespace shimctl.NetNSEnv
+// names: tools that inspect a container's namespaces read /proc/PID/ns/net
+// of the host process standing for it (the thread group leader's), and a
+// pod's containers name their sandbox's as /proc/<its PID>/ns/net.
 
 // netnsErr is why the shim could not enter its namespace; it logs it.
 var netnsErr error
@@ -22,11 +22,11 @@ var netnsErr error
 // the main goroutine on it for good, so that the namespace entered here is
 // the one /proc/PID/ns/net shows.
 func init() {
-	path := os.Getenv(NetNSEnv)
+	path := os.Getenv(shimctl.NetNSEnv)
 	if path == "" {
 		return
 	}
-	os.Unsetenv(NetNSEnv)
+	os.Unsetenv(shimctl.NetNSEnv)
 	runtime.LockOSThread()
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {

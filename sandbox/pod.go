@@ -88,8 +88,7 @@ func startHelper(bin string, args []string, netns string, started func(pid int) 
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.ExtraFiles = []*os.File{readyW}
 	if netns != "" {
-		// It enters it first thing (commands.NetNSEnv).
-		cmd.Env = append(os.Environ(), "SKIFF_NETNS="+netns)
+		cmd.Env = append(os.Environ(), shimctl.NetNSEnv+"="+netns)
 	}
 	// Its own session: the caller's terminal signals must not reach it, and
 	// it must outlive create.

@@ -81,9 +81,6 @@ func New(cfg *config.Config, stateRoot string, vmm VMM) *Factory {
 	return &Factory{cfg: cfg, dir: fspath.Canonical(cfg.Factory.Dir), root: stateRoot, vmm: vmm, host: onHost}
 }
 
-// Dir is where the factory keeps its templates and pool.
-func (f *Factory) Dir() string { return f.dir }
-
 // ensureDir creates factory.dir, private, and refuses one another user
 // owns or others may write to: a template or a pooled VM planted there
 // would become a sandbox's VM.

@@ -85,13 +85,9 @@ func writeNetRecord(dir string, r *netRecord) error {
 	return nil
 }
 
-// NetNSPath is the path of the network namespace the spec names, "" when
-// it names none.
-func NetNSPath(spec *specs.Spec) string { return specNetNS(spec) }
-
-// specNetNS returns the path of the network namespace the spec names, ""
+// NetNSPath returns the path of the network namespace the spec names, ""
 // when it names none or asks for a new, empty one.
-func specNetNS(spec *specs.Spec) string {
+func NetNSPath(spec *specs.Spec) string {
 	if spec == nil || spec.Linux == nil {
 		return ""
 	}
@@ -106,7 +102,7 @@ func specNetNS(spec *specs.Spec) string {
 // Check refuses, before anything touches disk, a spec whose network
 // namespace the VM cannot join.
 func Check(spec *specs.Spec, model string) error {
-	path := specNetNS(spec)
+	path := NetNSPath(spec)
 	if path == "" || model == NetworkNone {
 		return nil
 	}
@@ -220,7 +216,7 @@ type BringTap func(k int, name string) error
 
 // CountNICs is how many NICs Setup would give the VM.
 func CountNICs(spec *specs.Spec, model string) (int, error) {
-	path := specNetNS(spec)
+	path := NetNSPath(spec)
 	if path == "" || model == NetworkNone {
 		return 0, nil
 	}
@@ -239,7 +235,7 @@ func CountNICs(spec *specs.Spec, model string) (int, error) {
 // only) when there is nothing to connect. On error, what it made is
 // already undone.
 func Setup(dir string, spec *specs.Spec, model string, bring BringTap) (_ *Network, err error) {
-	path := specNetNS(spec)
+	path := NetNSPath(spec)
 	if path == "" || model == NetworkNone {
 		return nil, nil
 	}

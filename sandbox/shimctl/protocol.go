@@ -51,6 +51,12 @@ const (
 	MethodSignal = "Signal"
 )
 
+// NetNSEnv names, in a shim's environment, the network namespace its main
+// thread enters before anything else runs (commands does it at init), so
+// that /proc/PID/ns/net of the host process standing for a container names
+// the container's network.
+const NetNSEnv = "SKIFF_NETNS"
+
 // Request is the first frame of every connection.
 type Request struct {
 	Method    string          `json:"method"`
