@@ -2,6 +2,7 @@ package hypervisor
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -64,12 +65,75 @@ func init() {
 }
 
 // guardArgs is the guard's command line before QEMU's.
-func guardArgs(c Config, taps int) []string {
+func guardArgs(c Config, taps int, p *guardPlan) ([]string, error) {
 	a := []string{guardArgv0, "-taps", strconv.Itoa(taps), "-console", c.ConsoleLog, "-log", c.StderrLog}
 	if c.GuardSocket != "" {
 		a = append(a, "-listen", c.GuardSocket)
 	}
-	return append(a, "--", c.Binary)
+	if p != nil {
+		b, err := json.Marshal(p)
+		if err != nil {
+			return nil, err
+		}
+		a = append(a, "-plan", string(b))
+	}
+	return append(a, "--", c.Binary), nil
+}
+
+// guardPlan is how the guard confines a VM (jail.go, fsjail.go): nil when
+// it does not (Confined is false).
+type guardPlan struct {
+	Jail    jailSpec // the guard adds the VM's identity
+	Helper  string
+	Shares  []Share
+	KVMGID  int // -1: no KVM
+	PIDFile string
+}
+
+// plan is q's guardPlan, nil if VMs are not jailed here.
+func (q *qemu) plan() *guardPlan {
+	if q.helper == "" {
+		return nil
+	}
+	p := &guardPlan{
+		Jail:    jailSpec{Binds: jailBinds(q.cfg), PIDFile: q.cfg.PIDFile},
+		Helper:  q.helper,
+		Shares:  q.cfg.Shares,
+		KVMGID:  -1,
+		PIDFile: q.cfg.PIDFile,
+	}
+	if q.cfg.Accel == AccelKVM {
+		var st unix.Stat_t
+		if unix.Stat("/dev/kvm", &st) == nil {
+			p.KVMGID = int(st.Gid)
+		}
+	}
+	return p
+}
+
+// prepareMemoryFile lets a jailed QEMU open its memory file: it belongs to
+// vmGroup, which every jailed VM is in (see vmid.go for why read-write).
+// A template's file is made here: QEMU cannot create it in its jail.
+func (q *qemu) prepareMemoryFile() error {
+	if q.helper == "" || q.cfg.MemoryFile == "" {
+		return nil
+	}
+	flags := os.O_RDWR
+	if q.cfg.MemoryShared {
+		flags |= os.O_CREATE
+	}
+	f, err := os.OpenFile(q.cfg.MemoryFile, flags, 0o660)
+	if err != nil {
+		return fmt.Errorf("memory file: %w", err)
+	}
+	defer f.Close()
+	if err := f.Chown(-1, vmGroup); err != nil {
+		return fmt.Errorf("memory file: %w", err)
+	}
+	if err := f.Chmod(0o660); err != nil {
+		return fmt.Errorf("memory file: %w", err)
+	}
+	return nil
 }
 
 // runGuard is the guard's main. Its fds: 0 /dev/null, 1 and 2 the VMM's
@@ -82,6 +146,7 @@ func runGuard(args []string) int {
 	console := fs.String("console", "", "file the guest console goes to")
 	logPath := fs.String("log", "", "file QEMU's stdout and stderr go to")
 	listen := fs.String("listen", "", "socket an adopter binds the VM on")
+	planJSON := fs.String("plan", "", "how to confine the VM (guardPlan)")
 	if err := fs.Parse(args); err != nil || fs.NArg() < 1 {
 		fmt.Fprintf(os.Stderr, "%s: bad arguments %q\n", guardArgv0, args)
 		return 2
@@ -92,6 +157,13 @@ func runGuard(args []string) int {
 		return 2
 	}
 	g := &guard{owner: owner}
+	if *planJSON != "" {
+		g.plan = new(guardPlan)
+		if err := json.Unmarshal([]byte(*planJSON), g.plan); err != nil {
+			fmt.Fprintf(owner, "%sbad plan: %v\n", guardError, err)
+			return 2
+		}
+	}
 	if err := g.start(fs.Args(), *taps, *console, *logPath, *listen); err != nil {
 		if g.ln != nil {
 			g.ln.Close()
@@ -106,6 +178,9 @@ func runGuard(args []string) int {
 }
 
 type guard struct {
+	plan   *guardPlan // nil: QEMU runs unconfined
+	id     *vmID      // the jailed VM's identity, held until the guard exits
+	fs     []*exec.Cmd
 	owner  net.Conn
 	ln     *net.UnixListener
 	cmd    *exec.Cmd
@@ -141,7 +216,21 @@ func (g *guard) start(argv []string, taps int, console, logPath, listen string) 
 		return fmt.Errorf("log pipe: %w", err)
 	}
 	defer pw.Close()
-	cmd := exec.Command(argv[0], argv[1:]...)
+	var shareEnds []*os.File
+	if g.plan != nil {
+		if shareEnds, err = g.startFileServers(pw); err != nil {
+			mine.Close()
+			pr.Close()
+			return err
+		}
+	}
+	cmd, err := g.command(argv)
+	if err != nil {
+		mine.Close()
+		pr.Close()
+		closeFiles(shareEnds)
+		return err
+	}
 	for i := 0; i < taps; i++ {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, os.NewFile(uintptr(3+i), "tap"))
 	}
@@ -149,12 +238,31 @@ func (g *guard) start(argv []string, taps int, console, logPath, listen string) 
 	for i := 1; i <= 2; i++ {                       // agentFD, qmpFD
 		cmd.ExtraFiles = append(cmd.ExtraFiles, os.NewFile(uintptr(3+taps+i), "listener"))
 	}
+	cmd.ExtraFiles = append(cmd.ExtraFiles, shareEnds...) // shareFD
 	cmd.Stdout, cmd.Stderr = pw, pw
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	jailErr, err := g.jailed(cmd, argv)
+	if err == nil {
+		err = cmd.Start()
+	}
+	if err == nil && jailErr != nil {
+		err = jailErr()
+	}
+	if err != nil {
 		mine.Close()
 		pr.Close()
+		closeFiles(shareEnds)
 		return fmt.Errorf("start %s: %w", argv[0], err)
+	}
+	if g.plan != nil {
+		// QEMU's own pidfile is in its jail; the host's is written
+		// here, with the PID the jail keeps when it execs QEMU.
+		if err := writeFileAtomic(g.plan.PIDFile, strconv.Itoa(cmd.Process.Pid)+"\n"); err != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+			mine.Close()
+			pr.Close()
+			return fmt.Errorf("pidfile: %w", err)
+		}
 	}
 	for i, f := range cmd.ExtraFiles {
 		if i < taps || i > taps {
@@ -166,6 +274,93 @@ func (g *guard) start(argv []string, taps int, console, logPath, listen string) 
 	go g.copy(mine, console, false)
 	go g.copy(pr, logPath, true)
 	return nil
+}
+
+// startFileServers takes the VM's identity and starts its shares' file
+// servers; it returns QEMU's ends of their sockets.
+func (g *guard) startFileServers(log *os.File) ([]*os.File, error) {
+	id, err := takeVMID()
+	if err != nil {
+		return nil, err
+	}
+	g.id = id
+	ends, cmds, err := startFileServers(g.plan.Helper, g.plan.Shares, log)
+	if err != nil {
+		return nil, err
+	}
+	g.fs = cmds
+	return ends, nil
+}
+
+// command is QEMU's command: QEMU itself, or when confined the jail that
+// becomes it (jail.go; see jailed), in a mount namespace of its own.
+func (g *guard) command(argv []string) (*exec.Cmd, error) {
+	if g.plan == nil {
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		return cmd, nil
+	}
+	cmd := &exec.Cmd{Path: "/proc/self/exe", Args: argv}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Cloneflags: syscall.CLONE_NEWNS}
+	return cmd, nil
+}
+
+// jailed gives a jailed cmd its spec, the last of its ExtraFiles; the
+// function it returns, called once cmd started, waits for the jail to
+// exec QEMU and returns why it did not. Nil for QEMU unjailed.
+func (g *guard) jailed(cmd *exec.Cmd, argv []string) (func() error, error) {
+	if g.plan == nil {
+		return nil, nil
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	spec := g.plan.Jail
+	spec.UID, spec.GID = g.id.uid, g.id.uid
+	spec.Groups = []int{vmGroup}
+	if g.plan.KVMGID >= 0 {
+		spec.Groups = append(spec.Groups, g.plan.KVMGID)
+	}
+	cmd.ExtraFiles = append(cmd.ExtraFiles, w)
+	spec.ErrFD = 2 + len(cmd.ExtraFiles)
+	b, err := json.Marshal(spec)
+	if err != nil {
+		r.Close()
+		w.Close()
+		return nil, err
+	}
+	cmd.Env = append(os.Environ(), jailEnv+"="+string(b))
+	return func() error {
+		w.Close()
+		defer r.Close()
+		msg, _ := io.ReadAll(io.LimitReader(r, 4096))
+		if len(msg) == 0 {
+			return nil
+		}
+		cmd.Wait()
+		return errors.New(strings.TrimSpace(string(msg)))
+	}, nil
+}
+
+// writeFileAtomic replaces path with data: a reader sees the old file or
+// the new one, never a part.
+func writeFileAtomic(path, data string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".pid-*")
+	if err != nil {
+		return err
+	}
+	_, err = tmp.WriteString(data)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+	return err
 }
 
 // copy drains r into a ring file at path until r ends (QEMU exited). The
@@ -267,6 +462,12 @@ func awaitClose(c net.Conn) {
 // killed by the same one, so that the guard's parent sees what QEMU did.
 func (g *guard) wait() int {
 	err := g.cmd.Wait()
+	stopFileServers(g.fs)
+	if g.plan != nil {
+		if b, rerr := os.ReadFile(g.plan.PIDFile); rerr == nil && strings.TrimSpace(string(b)) == strconv.Itoa(g.cmd.Process.Pid) {
+			os.Remove(g.plan.PIDFile)
+		}
+	}
 	<-g.copied
 	<-g.copied
 	if g.ln != nil {

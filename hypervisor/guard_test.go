@@ -58,7 +58,7 @@ func fakeVMM(t *testing.T, cfg Config) {
 	t.Helper()
 	script := `#!/bin/bash
 for ((i = 1; i < $#; i++)); do [ "${!i}" = -pidfile ] && j=$((i + 1)) && echo $$ > "${!j}"; done
-exec -a "$0" bash -c 'exec 3<> <(:); read -u 3' "$@"
+exec -a "$0" perl -e 'sleep' -- "$@"
 `
 	if err := os.WriteFile(cfg.Binary, []byte(script), 0o755); err != nil {
 		t.Fatal(err)

@@ -86,3 +86,7 @@ func consoleFD(devs []NetDevice) int { return 3 + len(netFiles(devs)) }
 // agent channel and of QMP on, after the console's.
 func agentFD(devs []NetDevice) int { return consoleFD(devs) + 1 }
 func qmpFD(devs []NetDevice) int   { return consoleFD(devs) + 2 }
+
+// shareFD is the fd of share i's file server socket (fsjail.go), after
+// QMP's.
+func shareFD(devs []NetDevice, i int) int { return qmpFD(devs) + 1 + i }

@@ -56,6 +56,9 @@ type qemu struct {
 	// guard), vmmFD a pidfd of it (-1 if the kernel has none).
 	vmm   int
 	vmmFD int
+	// helper is the 9p proxy helper when VMs run jailed (Confined):
+	// shares are then served by it, not by QEMU. Empty otherwise.
+	helper string
 }
 
 // NewQEMU validates cfg and returns a QEMU backend for it. An empty Binary
@@ -103,7 +106,11 @@ func newQEMU(cfg Config) (*qemu, error) {
 	if err := validate(&cfg); err != nil {
 		return nil, fmt.Errorf("qemu: %w", err)
 	}
-	return &qemu{cfg: cfg, arch: arch}, nil
+	q := &qemu{cfg: cfg, arch: arch}
+	if Confined() {
+		q.helper = ProxyHelper()
+	}
+	return q, nil
 }
 
 // virtioDevices counts the VM's virtio devices: the agent's serial port,
@@ -298,9 +305,16 @@ func (q *qemu) args() []string {
 		id := "fs" + strconv.Itoa(i)
 		// multidevs=remap: a share may span host filesystems (bind
 		// mounts below it), and their inode numbers collide; remapped,
-		// no two files in the guest share one, so tar, cp -a and du do
-		// not take distinct files for hard links.
+		// no two files in the guest share one.
 		fsdev := "local,id=" + id + ",path=" + optValue(s.HostPath) + ",security_model=none,multidevs=remap"
+		if q.helper != "" {
+			// Served out of process (fsjail.go). The proxy backend has
+			// no multidevs: a share spanning host filesystems may show
+			// two files with one inode number (cache=mmap never
+			// merges them into one inode; hard-link heuristics of
+			// cp -a, tar and du can be fooled).
+			fsdev = "proxy,id=" + id + ",sock_fd=" + strconv.Itoa(shareFD(c.NetDevices, i))
+		}
 		if s.ReadOnly {
 			fsdev += ",readonly=on"
 		}
@@ -360,7 +374,16 @@ func (q *qemu) Start(ctx context.Context) error {
 	defer closeFiles(listeners)
 	// The guard is this very binary (its init runs guard.go's main):
 	// /proc/self/exe still names it if it was replaced or removed since.
-	cmd := &exec.Cmd{Path: "/proc/self/exe", Args: append(guardArgs(q.cfg, len(taps)), q.args()...)}
+	if err := q.prepareMemoryFile(); err != nil {
+		owner.Close()
+		return fmt.Errorf("start qemu: %w", err)
+	}
+	gargs, err := guardArgs(q.cfg, len(taps), q.plan())
+	if err != nil {
+		owner.Close()
+		return fmt.Errorf("start qemu: %w", err)
+	}
+	cmd := &exec.Cmd{Path: "/proc/self/exe", Args: append(gargs, q.args()...)}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, logf, logf
 	cmd.ExtraFiles = append(append(taps, theirs), listeners...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

@@ -61,12 +61,36 @@ func hasPair(args []string, flag, value string) bool {
 	return false
 }
 
+// Jailed, QEMU serves no file itself: each share is a proxy to its own
+// file server, on the fds after QMP's.
+func TestArgsConfinedShares(t *testing.T) {
+	cfg := typicalConfig(t)
+	q, err := newQEMU(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.helper = "/usr/lib/qemu/virtfs-proxy-helper"
+	args := q.args()
+	for _, w := range [][2]string{
+		{"-fsdev", "proxy,id=fs0,sock_fd=6,readonly=on"},
+		{"-fsdev", "proxy,id=fs1,sock_fd=7"},
+	} {
+		if !hasPair(args, w[0], w[1]) {
+			t.Errorf("args lack %s %s\nargs: %q", w[0], w[1], args)
+		}
+	}
+	if slices.ContainsFunc(args, func(a string) bool { return strings.Contains(a, "path=") }) {
+		t.Errorf("a jailed QEMU is given a host path to serve: %q", args)
+	}
+}
+
 func TestArgsTypical(t *testing.T) {
 	cfg := typicalConfig(t)
 	q, err := newQEMU(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	q.helper = "" // QEMU serves the shares itself: not root, or no proxy helper
 	args := q.args()
 	arch := archTable[runtime.GOARCH]
 	want := [][2]string{

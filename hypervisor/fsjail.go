@@ -1,0 +1,133 @@
+package hypervisor
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"syscall"
+
+	"github.com/skiff-oci/skiff/internal/seccomp"
+	"golang.org/x/sys/unix"
+)
+
+// The guest's files are served by QEMU's virtfs-proxy-helper, one per
+// share, outside QEMU: QEMU, unprivileged, forwards each 9p request over a
+// socket, and the helper, chrooted into its export, performs it with the
+// few capabilities a file server needs (chown, dac_override, fowner,
+// fsetid, setuid/setgid for the caller's fsuid, mknod). It faces the guest
+// as much as QEMU does, so it runs in a jail of its own (fsJailArgv0):
+// its own mount namespace, the export bound read-only there when the
+// share is, and the seccomp filter of internal/seccomp: no file it makes
+// or changes is ever set-user-ID or set-group-ID, and it makes no device
+// node, whatever the guest asks. It has no CAP_SETFCAP or CAP_SYS_ADMIN,
+// so neither file capabilities nor trusted.* attributes reach the host.
+
+const fsJailArgv0 = "skiff-fs-jail"
+
+// proxyHelperPaths are where QEMU packages install the helper.
+var proxyHelperPaths = []string{
+	"/usr/lib/qemu/virtfs-proxy-helper",
+	"/usr/libexec/virtfs-proxy-helper",
+	"/usr/libexec/qemu/virtfs-proxy-helper",
+	"/usr/local/libexec/virtfs-proxy-helper",
+}
+
+// ProxyHelper is the 9p proxy helper's path, "" if this host has none.
+func ProxyHelper() string {
+	for _, p := range proxyHelperPaths {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	return ""
+}
+
+// Confined reports whether VMs started by this process run jailed: QEMU
+// under an identity of its own, without capabilities, and files served
+// out of process. That takes root (to make the jail) and the proxy helper
+// (QEMU without capabilities cannot serve a root-owned rootfs itself).
+func Confined() bool {
+	return os.Geteuid() == 0 && ProxyHelper() != "" && seccomp.Supported()
+}
+
+func init() {
+	if filepath.Base(os.Args[0]) == fsJailArgv0 {
+		err := runFSJail(os.Args[1:])
+		fmt.Fprintf(os.Stderr, "%s: %v\n", fsJailArgv0, err)
+		os.Exit(1)
+	}
+}
+
+// runFSJail: args are "ro"|"rw", the helper, the export; the socket to
+// QEMU is fd 3. It returns only on failure.
+func runFSJail(args []string) error {
+	runtime.LockOSThread()
+	if len(args) != 3 || (args[0] != "ro" && args[0] != "rw") {
+		return fmt.Errorf("bad arguments %q", args)
+	}
+	mode, helper, export := args[0], args[1], args[2]
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
+		return fmt.Errorf("make mounts private: %w", err)
+	}
+	if mode == "ro" {
+		// Read-only in this namespace: a QEMU that forwards writes to
+		// a read-only share (it should refuse them) still gets EROFS.
+		if err := unix.Mount(export, export, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("bind %s: %w", export, err)
+		}
+		if err := unix.Mount("", export, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""); err != nil {
+			return fmt.Errorf("make %s read-only: %w", export, err)
+		}
+	}
+	if err := seccomp.Install(); err != nil {
+		return err
+	}
+	return unix.Exec(helper, []string{helper, "-p", export, "-f", "3", "-n"}, []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"})
+}
+
+// startFileServers starts one jailed helper per share and returns QEMU's
+// ends of their sockets, in share order. The helpers die with the guard
+// (parent-death signal from this locked thread) and with QEMU (their
+// socket ends).
+func startFileServers(helper string, shares []Share, log *os.File) (qemuEnds []*os.File, cmds []*exec.Cmd, err error) {
+	defer func() {
+		if err != nil {
+			closeFiles(qemuEnds)
+			stopFileServers(cmds)
+			qemuEnds, cmds = nil, nil
+		}
+	}()
+	for _, s := range shares {
+		pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return qemuEnds, cmds, fmt.Errorf("file server socket: %w", err)
+		}
+		q, h := os.NewFile(uintptr(pair[0]), "9p-proxy"), os.NewFile(uintptr(pair[1]), "9p-proxy")
+		qemuEnds = append(qemuEnds, q)
+		mode := "rw"
+		if s.ReadOnly {
+			mode = "ro"
+		}
+		cmd := &exec.Cmd{Path: "/proc/self/exe", Args: []string{fsJailArgv0, mode, helper, s.HostPath}}
+		cmd.Stdout, cmd.Stderr = log, log
+		cmd.ExtraFiles = []*os.File{h}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL}
+		err = cmd.Start()
+		h.Close()
+		if err != nil {
+			return qemuEnds, cmds, fmt.Errorf("start the file server of share %s: %w", s.Tag, err)
+		}
+		cmds = append(cmds, cmd)
+	}
+	return qemuEnds, cmds, nil
+}
+
+// stopFileServers kills and reaps the helpers.
+func stopFileServers(cmds []*exec.Cmd) {
+	for _, c := range cmds {
+		c.Process.Kill()
+		c.Wait()
+	}
+}
