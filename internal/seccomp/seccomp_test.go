@@ -56,8 +56,12 @@ var tries = []try{
 		return err
 	}},
 	{"mknod fifo", func(d string) error { return unix.Mknod(filepath.Join(d, "fifo"), unix.S_IFIFO|0o600, 0) }},
-	{"mknod char", func(d string) error { return unix.Mknod(filepath.Join(d, "null"), unix.S_IFCHR|0o600, int(unix.Mkdev(1, 3))) }},
-	{"mknod block", func(d string) error { return unix.Mknod(filepath.Join(d, "sda"), unix.S_IFBLK|0o600, int(unix.Mkdev(8, 0))) }},
+	{"mknod char", func(d string) error {
+		return unix.Mknod(filepath.Join(d, "null"), unix.S_IFCHR|0o600, int(unix.Mkdev(1, 3)))
+	}},
+	{"mknod block", func(d string) error {
+		return unix.Mknod(filepath.Join(d, "sda"), unix.S_IFBLK|0o600, int(unix.Mkdev(8, 0)))
+	}},
 	{"mkdir 0755", func(d string) error { return unix.Mkdir(filepath.Join(d, "dir"), 0o755) }},
 	{"mkdir 02775", func(d string) error { return unix.Mkdir(filepath.Join(d, "sgid"), 0o2775) }},
 }
