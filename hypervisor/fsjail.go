@@ -18,8 +18,9 @@ import (
 // few capabilities a file server needs (chown, dac_override, fowner,
 // fsetid, setuid/setgid for the caller's fsuid, mknod). It faces the guest
 // as much as QEMU does, so it runs in a jail of its own (fsJailArgv0):
-// its own mount namespace, the export bound read-only there when the
-// share is, and the seccomp filter of internal/seccomp: no file it makes
+// chrooted into its export (it does that itself), the export bound
+// read-only in a mount namespace of its own when the share is, and the
+// seccomp filter of internal/seccomp: no file it makes
 // or changes is ever set-user-ID or set-group-ID, and it makes no device
 // node, whatever the guest asks. It has no CAP_SETFCAP or CAP_SYS_ADMIN,
 // so neither file capabilities nor trusted.* attributes reach the host.
@@ -68,10 +69,11 @@ func runFSJail(args []string) error {
 		return fmt.Errorf("bad arguments %q", args)
 	}
 	mode, helper, export := args[0], args[1], args[2]
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
-		return fmt.Errorf("make mounts private: %w", err)
-	}
 	if mode == "ro" {
+		// In a mount namespace of its own (startFileServers).
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
+			return fmt.Errorf("make mounts private: %w", err)
+		}
 		// Read-only in this namespace: a QEMU that forwards writes to
 		// a read-only share (it should refuse them) still gets EROFS.
 		if err := unix.Mount(export, export, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
@@ -113,7 +115,15 @@ func startFileServers(helper string, shares []Share, log *os.File) (qemuEnds []*
 		cmd := &exec.Cmd{Path: "/proc/self/exe", Args: []string{fsJailArgv0, mode, helper, s.HostPath}}
 		cmd.Stdout, cmd.Stderr = log, log
 		cmd.ExtraFiles = []*os.File{h}
-		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if s.ReadOnly {
+			// A writable share stays in the guard's mount namespace:
+			// mounts made under it later (a pooled VM's slots, a
+			// pod's containers) must reach its server, and this
+			// host's mounts may not propagate to a namespace of its
+			// own. A read-only one gets its read-only bind there.
+			cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNS
+		}
 		err = cmd.Start()
 		h.Close()
 		if err != nil {

@@ -133,6 +133,13 @@ func (q *qemu) prepareMemoryFile() error {
 	if err := f.Chmod(0o660); err != nil {
 		return fmt.Errorf("memory file: %w", err)
 	}
+	if q.cfg.MemoryShared {
+		// QEMU sizes only a file it created itself: mapped at size 0,
+		// the guest's first touch of its RAM would be a SIGBUS.
+		if err := f.Truncate(int64(q.cfg.MemoryMiB) << 20); err != nil {
+			return fmt.Errorf("memory file: %w", err)
+		}
+	}
 	return nil
 }
 

@@ -133,11 +133,8 @@ func buildRoot(s jailSpec) error {
 	if err := unix.Mount("tmpfs", jailRoot, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755,size=1m"); err != nil {
 		return fmt.Errorf("mount the jail's root: %w", err)
 	}
-	for i, b := range s.Binds {
-		if err := jailMount(b, srcs[i]); err != nil {
-			return err
-		}
-	}
+	// The pidfile's directory first: a bound file in the same directory
+	// (a template's memory file) goes inside it, not under it.
 	if s.PIDFile != "" {
 		dir := filepath.Join(jailRoot, filepath.Dir(s.PIDFile))
 		opts := fmt.Sprintf("mode=0700,size=16k,uid=%d,gid=%d", s.UID, s.GID)
@@ -146,6 +143,11 @@ func buildRoot(s jailSpec) error {
 		}
 		if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, opts); err != nil {
 			return fmt.Errorf("mount the pidfile's directory: %w", err)
+		}
+	}
+	for i, b := range s.Binds {
+		if err := jailMount(b, srcs[i]); err != nil {
+			return err
 		}
 	}
 	return pivot()

@@ -46,6 +46,15 @@ func StartTime(pid int) (uint64, error) {
 	return strconv.ParseUint(string(fields[19]), 10, 64)
 }
 
+// Parent returns the PID of pid's parent (field 4 of /proc/PID/stat).
+func Parent(pid int) (int, error) {
+	fields, err := stat(pid)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(string(fields[1]))
+}
+
 // Alive tells whether pid runs and, when start is not 0, is still the
 // process that had that start time. A zombie counts as gone.
 func Alive(pid int, start uint64) bool {

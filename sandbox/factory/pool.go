@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/skiff-oci/skiff/internal/proc"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/skiff-oci/skiff/agentclient"
@@ -476,10 +478,17 @@ func (f *Factory) warmPooled(ctx context.Context, agent *agentclient.Client, m m
 	slog.Debug("pool: VM warmed up", "member", m.Dir, "throwawayContainer", warmed.Ran)
 }
 
-// sameMountNS reports whether pid sees the mounts this process makes.
+// sameMountNS reports whether the file servers of the VM whose QEMU is pid
+// see the mounts this process makes. They are QEMU itself (unconfined) or
+// run in the mount namespace of QEMU's guard, its parent (a jailed QEMU
+// has one of its own, and serves no file).
 func sameMountNS(pid int) bool {
+	guard, err := proc.Parent(pid)
+	if err != nil {
+		return false
+	}
 	mine, err1 := os.Readlink("/proc/self/ns/mnt")
-	theirs, err2 := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/mnt")
+	theirs, err2 := os.Readlink("/proc/" + strconv.Itoa(guard) + "/ns/mnt")
 	return err1 == nil && err2 == nil && mine == theirs
 }
 
