@@ -39,7 +39,10 @@ var defaultMachines = map[string]string{
 func DefaultMachine() string { return defaultMachines[runtime.GOARCH] }
 
 // tcgCost is what software emulation costs, said once for every message.
-const tcgCost = "TCG costs: each VM boots in about 2 s instead of a fraction of a second, and guest code runs several times slower than under KVM"
+const tcgCost = "TCG costs: each VM boots in about 2 s instead of a fraction of a second, and guest code runs several times slower than under KVM. " + tcgSecurity
+
+// tcgSecurity: QEMU's security policy covers only hardware virtualisation.
+const tcgSecurity = "QEMU does not treat TCG as a security boundary (its security policy covers KVM guests only): for hostile workloads use KVM, and set hypervisor.accel = \"kvm\" to refuse starting without it"
 
 // CheckQEMU finds the QEMU binary (path from the configuration; a bare
 // name is looked up in PATH), reads its version and checks that it knows
@@ -207,6 +210,31 @@ func CheckVsock() Result {
 	r.Status = Warn
 	r.Detail = vhostVsock + " is missing: the agent channel uses virtio-serial, which works everywhere"
 	r.Fix = "to allow virtio-vsock: modprobe vhost_vsock (not needed to run containers)"
+	return r
+}
+
+// CheckConfinement says whether VMs run jailed (hypervisor.Confined): QEMU
+// under a uid of its own without capabilities, files served out of
+// process under skiff's seccomp filter.
+func CheckConfinement() Result {
+	r := Result{Name: "confinement"}
+	helper := hypervisor.ProxyHelper()
+	switch {
+	case hypervisor.Confined():
+		r.Status = Pass
+		r.Detail = "QEMU runs jailed (a uid of its own per VM, no capabilities, no_new_privs, seccomp, a mount namespace without the host's files); the guest's files are served by " + helper + ", chrooted into each share, under a seccomp filter that refuses set-ID bits and device nodes"
+	case os.Geteuid() != 0:
+		r.Status = Warn
+		r.Detail = "not root: QEMU runs as this user and serves the guest's files itself (it can write what this user can, in the shares)"
+		r.Fix = "run skiff as root for the jail"
+	case helper == "":
+		r.Status = Warn
+		r.Detail = "no virtfs-proxy-helper found: QEMU runs as root and serves the guest's files itself, unjailed"
+		r.Fix = "install QEMU's virtfs-proxy-helper (Debian 12: qemu-system-common ships /usr/lib/qemu/virtfs-proxy-helper)"
+	default:
+		r.Status = Warn
+		r.Detail = "skiff has no seccomp filter for this architecture's file servers: QEMU runs as root and serves the guest's files itself, unjailed"
+	}
 	return r
 }
 

@@ -92,6 +92,7 @@ func Run(ctx context.Context, o Options) []Result {
 	}
 	rs = append(rs,
 		CheckVsock(),
+		CheckConfinement(),
 		CheckVirtiofsd(),
 		CheckCgroups(),
 		CheckNetwork(),

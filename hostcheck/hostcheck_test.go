@@ -492,3 +492,18 @@ func TestEnvironment(t *testing.T) {
 		t.Errorf("env %+v", e)
 	}
 }
+
+// On this host (root, with QEMU's proxy helper) VMs run jailed; as
+// another user or without the helper, check says why not.
+func TestCheckConfinement(t *testing.T) {
+	r := CheckConfinement()
+	helper := hypervisor.ProxyHelper()
+	switch {
+	case os.Geteuid() == 0 && helper != "":
+		wantResult(t, r, Pass, "jailed", helper)
+	case os.Geteuid() != 0:
+		wantResult(t, r, Warn, "not root")
+	default:
+		wantResult(t, r, Warn, "virtfs-proxy-helper")
+	}
+}
