@@ -106,6 +106,7 @@ fuzz:
 	$(GO) test ./agentclient -run '^$$' -fuzz '^FuzzClientAgainstHostilePeer$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./hypervisor -run '^$$' -fuzz '^FuzzQMPReader$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/logtail -run '^$$' -fuzz '^FuzzConsoleTail$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./agent/container -run '^$$' -fuzz '^FuzzHomeIn$$' -fuzztime $(FUZZTIME)
 
 # OCI runtime-tools v0.9.0 validation programs against runc and skiff, one
 # markdown table (conformance/ has its own go.mod; not part of `make test`).

@@ -5,6 +5,9 @@
 #
 #   make bench                     (builds what is needed, then runs this)
 #   BENCH_RUNS=9 scripts/bench.sh  (as root; N >= 5, default 7)
+#   BENCH_BASELINE=/path/to/old/bin/skiff scripts/bench.sh
+#                                  (adds that build's template and pool rows,
+#                                  interleaved with the others: before/after)
 #
 # With the minimal kernel built (`make kernel`), the same runs are made with
 # it (cold and from a template, against its own floor: raw QEMU on its
@@ -33,6 +36,8 @@ N=${BENCH_RUNS:-7}
 [[ $(id -u) -eq 0 ]] || { echo "bench: must run as root" >&2; exit 2; }
 
 SKIFF=$REPO/bin/skiff
+BASELINE=${BENCH_BASELINE:-}
+[[ -z $BASELINE || -x $BASELINE ]] || { echo "bench: BENCH_BASELINE=$BASELINE is not an executable" >&2; exit 2; }
 FLOOR_INITRD=$REPO/build/floor-initramfs.img
 for f in "$SKIFF" "$REPO/build/guest/vmlinux" "$REPO/build/guest/initramfs.img" "$FLOOR_INITRD"; do
 	[[ -e $f ]] || { echo "bench: $f missing (run 'make bench', which builds it)" >&2; exit 2; }
@@ -125,7 +130,12 @@ STOCK="[hypervisor]\nkernel = \"$REPO/build/guest/vmlinux\"\ninitrd = \"$REPO/bu
 printf "$STOCK"'[factory]\ntemplate = false\n' >"$COLD_CONF"
 printf "$STOCK"'[factory]\ntemplate = true\ndir = "%s"\n' "$WORK/factory" >"$TPL_CONF"
 printf "$STOCK"'[factory]\ntemplate = true\ndir = "%s"\ncache = 1\n' "$WORK/factory" >"$POOL_CONF"
+# The baseline build's rows use a factory directory of their own.
+BASE_TPL_CONF=$WORK/base-template.toml BASE_POOL_CONF=$WORK/base-pool.toml
+printf "$STOCK"'[factory]\ntemplate = true\ndir = "%s"\n' "$WORK/base-factory" >"$BASE_TPL_CONF"
+printf "$STOCK"'[factory]\ntemplate = true\ndir = "%s"\ncache = 1\n' "$WORK/base-factory" >"$BASE_POOL_CONF"
 POOL_CONFS+=("$POOL_CONF")
+[[ -z $BASELINE ]] || POOL_CONFS+=("$BASE_POOL_CONF")
 # The minimal kernel's pair (the machine follows the kernel: microvm).
 MIN_KERNEL=$REPO/build/guest/vmlinux-minimal
 MIN_INITRD=$REPO/build/guest/initramfs-minimal.img
@@ -242,8 +252,11 @@ pool_ready() {
 
 # --- one timed run of each ---------------------------------------------------
 # Each appends its wall time in ns to $WORK/<name>.ns.
-run_skiff() { # i cold|template|mcold|mtemplate
-	local s e rc=0 conf=$TPL_CONF
+run_skiff() { # i cold|template|pool|mcold|mtemplate|mpool|btemplate|bpool
+	local s e rc=0 conf=$TPL_CONF SKIFF=$SKIFF
+	[[ $2 == b* ]] && SKIFF=$BASELINE
+	[[ $2 == btemplate ]] && conf=$BASE_TPL_CONF
+	[[ $2 == bpool ]] && conf=$BASE_POOL_CONF
 	[[ $2 == cold ]] && conf=$COLD_CONF
 	[[ $2 == mcold ]] && conf=$MIN_COLD_CONF
 	[[ $2 == mtemplate ]] && conf=$MIN_TPL_CONF
@@ -312,6 +325,9 @@ run_ref() { # name i
 # Warm-up (not counted): page cache, the accelerator verdict, runc's check.
 echo "warm-up..."
 run_skiff warm template && run_skiff warm cold && run_floor && run_skiff warm pool
+if [[ -n $BASELINE ]]; then
+	run_skiff warm btemplate && run_skiff warm bpool
+fi
 if ((MIN)); then
 	run_skiff warm mtemplate && run_skiff warm mcold && run_floor min && run_skiff warm mpool
 fi
@@ -331,6 +347,10 @@ for i in $(seq "$N"); do
 	run_skiff "$i" cold
 	run_floor
 	run_skiff "$i" pool
+	if [[ -n $BASELINE ]]; then
+		run_skiff "$i" btemplate
+		run_skiff "$i" bpool
+	fi
 	if ((MIN)); then
 		run_skiff "$i" mtemplate
 		run_skiff "$i" mcold
@@ -364,6 +384,12 @@ echo "|---|---:|---:|---:|---:|"
 printf '| skiff run, stock kernel, restored from a VM template | %s | %s | %s | %s |\n' "$s_med" "$s_min" "$s_max" "$(ratio "$s_med" "$f_med")"
 printf '| skiff run, stock kernel, cold boot ([factory] template = false) | %s | %s | %s | %s |\n' "$c_med" "$c_min" "$c_max" "$(ratio "$c_med" "$f_med")"
 printf '| skiff run, stock kernel, from the pool ([factory] cache = 1) | %s | %s | %s | %s |\n' "$p_med" "$p_min" "$p_max" "$(ratio "$p_med" "$f_med")"
+if [[ -n $BASELINE ]]; then
+	read -r bt_med bt_min bt_max < <(stats "$WORK/skiff-btemplate.ns")
+	read -r bp_med bp_min bp_max < <(stats "$WORK/skiff-bpool.ns")
+	printf '| baseline (%s), restored from a VM template | %s | %s | %s | %s (this build: %s of it) |\n' "$BASELINE" "$bt_med" "$bt_min" "$bt_max" "$(ratio "$bt_med" "$f_med")" "$(ratio "$s_med" "$bt_med")"
+	printf '| baseline (%s), from the pool | %s | %s | %s | %s (this build: %s of it) |\n' "$BASELINE" "$bp_med" "$bp_min" "$bp_max" "$(ratio "$bp_med" "$f_med")" "$(ratio "$p_med" "$bp_med")"
+fi
 printf '| floor (raw QEMU, same kernel/machine, poweroff /init) | %s | %s | %s | 1.00 |\n' "$f_med" "$f_min" "$f_max"
 if ((MIN)); then
 	read -r fm_med fm_min fm_max < <(stats "$WORK/floor-min.ns")

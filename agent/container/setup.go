@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -160,7 +161,13 @@ func homeOf(uid uint32) string {
 		return "/"
 	}
 	defer f.Close()
-	s := bufio.NewScanner(f)
+	return homeIn(f, uid)
+}
+
+// homeIn is homeOf for a passwd file's content, which the image (anyone's)
+// wrote: any bytes, lines of any length.
+func homeIn(r io.Reader, uid uint32) string {
+	s := bufio.NewScanner(r)
 	for s.Scan() {
 		fields := strings.Split(s.Text(), ":")
 		if len(fields) >= 6 && fields[2] == strconv.FormatUint(uint64(uid), 10) && fields[5] != "" {
