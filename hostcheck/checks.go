@@ -227,6 +227,9 @@ func CheckConfinement() Result {
 		r.Status = Warn
 		r.Detail = "not root: QEMU runs as this user and serves the guest's files itself (it can write what this user can, in the shares)"
 		r.Fix = "run skiff as root for the jail"
+	case !hypervisor.InitialUserNS():
+		r.Status = Warn
+		r.Detail = "in a user namespace (rootless podman's?): QEMU runs as this user and serves the guest's files itself"
 	case helper == "":
 		r.Status = Warn
 		r.Detail = "no virtfs-proxy-helper found: QEMU runs as root and serves the guest's files itself, unjailed"

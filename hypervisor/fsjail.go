@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 
 	"github.com/skiff-oci/skiff/internal/seccomp"
@@ -50,7 +51,19 @@ func ProxyHelper() string {
 // out of process. That takes root (to make the jail) and the proxy helper
 // (QEMU without capabilities cannot serve a root-owned rootfs itself).
 func Confined() bool {
-	return os.Geteuid() == 0 && ProxyHelper() != "" && seccomp.Supported()
+	return os.Geteuid() == 0 && InitialUserNS() && ProxyHelper() != "" && seccomp.Supported()
+}
+
+// InitialUserNS reports whether this process is in the host's user
+// namespace: root in another one (rootless podman's) cannot take the
+// VMs' IDs, which that namespace does not map.
+func InitialUserNS() bool {
+	b, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b))
+	return len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295"
 }
 
 func init() {
