@@ -38,7 +38,7 @@ signal goes into the VM, to the container's processes in the guest; ps shows
 guest PIDs. debug-console (off unless enabled in the configuration) opens a
 shell in the guest itself. Each verb's help says more.`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "root", Value: state.DefaultRoot, Usage: "root directory for container state"},
+			&cli.StringFlag{Name: "root", Value: state.DefaultRootFor(), Usage: "root directory for container state ($XDG_RUNTIME_DIR/skiff when rootless)"},
 			&cli.StringFlag{Name: "log", Usage: "log file (default: stderr)"},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json"},
 			&cli.BoolFlag{Name: "debug", Usage: "log debug messages"},

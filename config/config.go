@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/skiff-oci/skiff/internal/userns"
+
 	"github.com/BurntSushi/toml"
 )
 
@@ -85,7 +87,7 @@ func Default() *Config {
 			MemoryOverhead: 256,
 			MaxMemory:      16384,
 		},
-		Factory: Factory{Template: true, Dir: "/run/skiff-factory"},
+		Factory: Factory{Template: true, Dir: userns.RuntimeDir("skiff-factory", "/run/skiff-factory")},
 		Runtime: Runtime{
 			SharedFS:     "auto",
 			LogLevel:     "info",

@@ -14,6 +14,8 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/skiff-oci/skiff/internal/userns"
+
 	"github.com/skiff-oci/skiff/hypervisor"
 )
 
@@ -358,6 +360,11 @@ func CheckCgroups() Result {
 		return r
 	}
 	r.Status, r.Detail = Pass, desc+"; "+init
+	if userns.Rootless() {
+		r.Status = Warn
+		r.Detail += "; rootless: a sandbox gets no host cgroup of its own, so the spec's limits bind inside the guest only (the VM's size still caps it)"
+		r.Fix = "delegate a cgroup v2 subtree to this user (systemd: user@.service Delegate=yes) for host limits"
+	}
 	return r
 }
 
@@ -418,10 +425,14 @@ func CheckStateRoot(root string) Result {
 func CheckNetwork() Result {
 	r := Result{Name: "networking"}
 	var have, lack []string
-	if fi, err := os.Stat(devTun); err == nil && fi.Mode()&fs.ModeCharDevice != 0 {
-		have = append(have, devTun+" present")
-	} else {
+	if fi, err := os.Stat(devTun); err != nil || fi.Mode()&fs.ModeCharDevice == 0 {
 		lack = append(lack, devTun+" missing")
+	} else if f, err := os.OpenFile(devTun, os.O_RDWR, 0); err != nil {
+		// A rootless user on a host whose /dev/net/tun is root's (0600).
+		lack = append(lack, fmt.Sprintf("%s present but this user cannot open it (%v)", devTun, unwrapPath(err)))
+	} else {
+		f.Close()
+		have = append(have, devTun+" present")
 	}
 	for _, tool := range []string{"ip", "tc"} {
 		if p, ok := findTool(tool); ok {
@@ -437,6 +448,9 @@ func CheckNetwork() Result {
 	r.Status = Warn
 	r.Detail = strings.Join(append(lack, have...), ", ") + ": networked containers (taps, tc) will not work"
 	r.Fix = "modprobe tun (for /dev/net/tun) and install iproute2 (ip and tc)"
+	if strings.Contains(r.Detail, "cannot open") {
+		r.Fix = "rootless networking needs /dev/net/tun usable by this user (most distributions ship it mode 0666); without it, use --network none"
+	}
 	return r
 }
 

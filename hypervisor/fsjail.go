@@ -6,10 +6,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"syscall"
 
 	"github.com/skiff-oci/skiff/internal/seccomp"
+	"github.com/skiff-oci/skiff/internal/userns"
 	"golang.org/x/sys/unix"
 )
 
@@ -57,14 +57,7 @@ func Confined() bool {
 // InitialUserNS reports whether this process is in the host's user
 // namespace: root in another one (rootless podman's) cannot take the
 // VMs' IDs, which that namespace does not map.
-func InitialUserNS() bool {
-	b, err := os.ReadFile("/proc/self/uid_map")
-	if err != nil {
-		return false
-	}
-	f := strings.Fields(string(b))
-	return len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295"
-}
+func InitialUserNS() bool { return userns.Initial() }
 
 func init() {
 	if filepath.Base(os.Args[0]) == fsJailArgv0 {

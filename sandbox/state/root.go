@@ -13,11 +13,17 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/skiff-oci/skiff/internal/userns"
+
 	"github.com/skiff-oci/skiff/internal/fspath"
 )
 
-// DefaultRoot is the state root when --root is not given.
+// DefaultRoot is the state root when --root is not given, for root.
 const DefaultRoot = "/run/skiff"
+
+// DefaultRootFor is the state root when --root is not given: DefaultRoot,
+// or $XDG_RUNTIME_DIR/skiff when rootless (as runc's).
+func DefaultRootFor() string { return userns.RuntimeDir("skiff", DefaultRoot) }
 
 // ErrNotExist is returned for an ID without a state directory.
 var ErrNotExist = errors.New("does not exist")
