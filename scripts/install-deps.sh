@@ -19,6 +19,7 @@ PKGS=(
 	netavark          # podman's network backend (bridge, port mapping)
 	aardvark-dns
 	slirp4netns       # rootless podman's default network
+	debootstrap       # the nested-build test's rootfs (scripts/nested-rootfs.sh)
 	uidmap            # newuidmap/newgidmap: rootless podman's user namespace
 	iptables          # netavark's port forwarding
 	iproute2
