@@ -32,6 +32,26 @@ const scratchProbeWait = 5 * time.Second
 // and the device nodes of nested container images.
 const scratchMountOptions = "noinit_itable"
 
+// keepScratchModules keeps the initramfs's /lib/modules reachable (read
+// only) from the root the agent moves to: the scratch modules are loaded
+// after it left the initramfs.
+func keepScratchModules(newRoot string) {
+	if _, err := os.Stat(filepath.Join(modulesDir, scratchModulesFile)); err != nil {
+		return
+	}
+	target := newRoot + modulesDir
+	err := os.MkdirAll(target, 0o755)
+	if err == nil {
+		err = unix.Mount(modulesDir, target, "", unix.MS_BIND, "")
+	}
+	if err == nil {
+		err = unix.Mount("", target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "skiff-agent: error keep %s for the scratch disk: %v\n", modulesDir, err)
+	}
+}
+
 func validateScratch(s *protocol.Scratch) error {
 	if s.Serial == "" || len(s.Serial) > 20 || strings.ContainsAny(s.Serial, "/\x00\n") {
 		return fmt.Errorf("scratch: invalid disk serial %q", s.Serial)

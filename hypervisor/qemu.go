@@ -107,9 +107,9 @@ func newQEMU(cfg Config) (*qemu, error) {
 }
 
 // virtioDevices counts the VM's virtio devices: the agent's serial port,
-// one per share, one per NIC.
+// one per share, one per NIC, one per disk.
 func virtioDevices(cfg Config) int {
-	return 1 + len(cfg.Shares) + len(cfg.NetDevices)
+	return 1 + len(cfg.Shares) + len(cfg.NetDevices) + len(cfg.Disks)
 }
 
 // validate checks cfg and makes its paths absolute.
@@ -170,6 +170,9 @@ func validate(cfg *Config) error {
 		}
 	}
 	if err := validateNet(cfg); err != nil {
+		return err
+	}
+	if err := validateDisks(cfg); err != nil {
 		return err
 	}
 	if cfg.MemoryFile != "" {
@@ -308,6 +311,7 @@ func (q *qemu) args() []string {
 			"-device", dev("virtio-9p")+",fsdev="+id+",mount_tag="+s.Tag)
 	}
 	a = append(a, netArgs(c.NetDevices, q.arch.bus)...)
+	a = append(a, diskArgs(c.Disks, q.arch.bus)...)
 	return append(a,
 		"-chardev", "socket,id=qmp,fd="+strconv.Itoa(qmpFD(c.NetDevices))+",server=on,wait=off",
 		"-mon", "chardev=qmp,mode=control",

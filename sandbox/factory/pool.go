@@ -19,8 +19,10 @@ import (
 
 	"github.com/skiff-oci/skiff/agentclient"
 	"github.com/skiff-oci/skiff/agentclient/protocol"
+	"github.com/skiff-oci/skiff/config"
 	"github.com/skiff-oci/skiff/hypervisor"
 	"github.com/skiff-oci/skiff/internal/flock"
+	"github.com/skiff-oci/skiff/sandbox/hostdisk"
 	"github.com/skiff-oci/skiff/sandbox/hostfs"
 )
 
@@ -82,6 +84,9 @@ func (m member) slot(tag string) string {
 	return filepath.Join(m.Dir, "slots", tag)
 }
 func (m member) content(tag string) string { return filepath.Join(m.slot(tag), poolContent) }
+
+// disk is the member's scratch disk file: it becomes the sandbox's.
+func (m member) disk() string { return filepath.Join(m.Dir, "scratch.img") }
 
 // vmFiles are the member's VM files, by the name a state directory gives
 // them (Dir's accessors).
@@ -380,7 +385,11 @@ func (f *Factory) fillOne(ctx context.Context, base hypervisor.Config, t Templat
 			m.remove()
 		}
 	}()
-	c, err := m.cloneConfig(base, t, f.host.protect)
+	size, err := config.ScratchBytes(f.cfg.Storage.ScratchSize)
+	if err != nil {
+		return err
+	}
+	c, err := m.cloneConfig(base, t, size, f.host.protect)
 	if err != nil {
 		return err
 	}
@@ -437,7 +446,7 @@ func (p Pool) newMember(key string) (member, *os.File, error) {
 // cloneConfig is the VM of a member: a clone of t whose every share slot
 // exports an empty directory of the member's, where a sandbox's files
 // will be bind-mounted.
-func (m member) cloneConfig(base hypervisor.Config, t Template, protect func(string) error) (hypervisor.Config, error) {
+func (m member) cloneConfig(base hypervisor.Config, t Template, size int64, protect func(string) error) (hypervisor.Config, error) {
 	c := hypervisor.Config{
 		Name: "skiff-pool-" + filepath.Base(m.Dir), Binary: base.Binary, Kernel: base.Kernel, Initrd: base.Initrd,
 		KernelParams: base.KernelParams, Machine: base.Machine, Accel: base.Accel, VCPUs: base.VCPUs, MemoryMiB: base.MemoryMiB,
@@ -455,6 +464,14 @@ func (m member) cloneConfig(base hypervisor.Config, t Template, protect func(str
 	}
 	c = m.vmConfig(withSlots(c, t.empty()))
 	c.MemoryFile, c.MemoryShared, c.Incoming = t.memory(), false, true
+	// The disk a sandbox taking the VM will use, at the configured size
+	// (a sandbox asking another size is not served by the pool); it is
+	// made into a filesystem only if that sandbox needs one.
+	d, err := hostdisk.Create(m.disk(), size)
+	if err != nil {
+		return c, err
+	}
+	c.Disks = []hypervisor.Disk{d.VMDisk()}
 	return c, nil
 }
 

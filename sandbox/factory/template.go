@@ -18,9 +18,11 @@ import (
 
 	"github.com/skiff-oci/skiff/agentclient"
 	"github.com/skiff-oci/skiff/agentclient/protocol"
+	"github.com/skiff-oci/skiff/config"
 	"github.com/skiff-oci/skiff/hypervisor"
 	"github.com/skiff-oci/skiff/internal/flock"
 	"github.com/skiff-oci/skiff/internal/logtail"
+	"github.com/skiff-oci/skiff/sandbox/hostdisk"
 	"github.com/skiff-oci/skiff/sandbox/hostfs"
 	"github.com/skiff-oci/skiff/sandbox/oci"
 )
@@ -56,6 +58,7 @@ func (t Template) memory() string { return filepath.Join(t.Dir, "memory") }
 func (t Template) state() string  { return filepath.Join(t.Dir, "state") }
 func (t Template) meta() string   { return filepath.Join(t.Dir, "template.json") }
 func (t Template) empty() string  { return filepath.Join(t.Dir, "empty") }
+func (t Template) disk() string   { return filepath.Join(t.Dir, "scratch.img") }
 
 // TemplateInfo is template.json: what the template was made from.
 type TemplateInfo struct {
@@ -128,6 +131,11 @@ func templateKey(c hypervisor.Config) (string, error) {
 func templateEligible(c hypervisor.Config) bool {
 	n := slotsFor(c.Machine)
 	if len(c.NetDevices) > templateNICs || len(c.Shares) > n+1 {
+		return false
+	}
+	// A template carries one scratch disk; its clones bring their own
+	// file behind the same device.
+	if len(c.Disks) != 1 || c.Disks[0].ID != hostdisk.DiskID {
 		return false
 	}
 	tags := slotTagsN(n)
@@ -204,6 +212,13 @@ func (f *Factory) build(ctx context.Context, t Template, key string, base hyperv
 	if err := os.MkdirAll(t.empty(), 0o700); err != nil {
 		return err
 	}
+	// The template's own disk is a placeholder the guest never reads:
+	// virtio_blk is not loaded before the save (guest/build.sh), so a
+	// clone's guest probes the clone's own disk, at its own size, the
+	// first time a container needs it. Only the device state migrates.
+	if _, err := hostdisk.Create(t.disk(), config.MinScratchSize); err != nil {
+		return err
+	}
 	c := t.vmConfig(key, base)
 	release, err := f.host.spareTaps(c.NetDevices, "")
 	if err != nil {
@@ -244,6 +259,7 @@ func (t Template) vmConfig(key string, base hypervisor.Config) hypervisor.Config
 		KernelParams: base.KernelParams, Machine: base.Machine, Accel: base.Accel, VCPUs: base.VCPUs, MemoryMiB: base.MemoryMiB,
 	}, t.empty())
 	c.MemoryFile, c.MemoryShared = t.memory(), true
+	c.Disks = []hypervisor.Disk{{ID: hostdisk.DiskID, Path: t.disk(), Serial: protocol.ScratchSerial, Size: config.MinScratchSize}}
 	c.AgentSocket = filepath.Join(t.Dir, "agent.sock")
 	c.QMPSocket = filepath.Join(t.Dir, "qmp.sock")
 	c.ConsoleLog = filepath.Join(t.Dir, "console.log")
