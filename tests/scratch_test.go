@@ -1,0 +1,160 @@
+package tests
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/skiff-oci/skiff/tests/internal/e2e"
+)
+
+// Guest-local scratch: the mounts that need a real local filesystem (the
+// build directories of a privileged container, the paths the annotation
+// io.skiff.scratch or storage.scratch_paths names, Kubernetes emptyDirs)
+// live on an ext4 disk inside the guest, backed by a sparse file in the
+// sandbox's state directory that goes with the sandbox.
+
+// fsType is a shell function printing the filesystem mounted at a path
+// as the container's mount table says (stat -f would show the host's
+// through 9p).
+const fsType = `fstype() { grep " $1 " /proc/self/mounts | tail -n1 | cut -d' ' -f3; }`
+
+// buildFcap builds the fcap helper (setcap/getcap for a busybox rootfs)
+// into a directory of its own, for a bind mount.
+func buildFcap(e *e2e.Env) string {
+	e.T.Helper()
+	dir := e.Mkdir("tools")
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	build := exec.Command(goBin, "build", "-trimpath", "-o", filepath.Join(dir, "fcap"), "./tests/internal/fcap")
+	build.Dir, build.Env = "..", append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		e.T.Fatalf("build the fcap helper: %v\n%s", err, out)
+	}
+	return dir
+}
+
+// A privileged container (restored from a VM template, the default):
+// its build directories are ext4 in the guest, a spec bind mount at one
+// of them is replaced, overlayfs takes its upper directory there, a file
+// capability set there reads back, /dev/fuse opens, a write past the
+// disk's size (io.skiff.scratch.size) fails with ENOSPC in the guest while
+// the host file stays at its size; delete --force of the running
+// container leaves no scratch file, mount or state directory.
+func TestScratchPrivileged(t *testing.T) {
+	e2e.SkiffOnly(t)
+	e := e2e.NewEnv(t)
+	tools := buildFcap(e)
+	hostDocker := filepath.Dir(e.WriteFile("host-docker/seed", "seed\n"))
+	b := e.Bundle("priv", e2e.Sh(`
+`+fsType+`
+echo "fs-containers=$(fstype /var/lib/containers)"
+echo "fs-buildkit=$(fstype /var/lib/buildkit)"
+echo "fs-data=$(fstype /data)"
+echo "docker-seen=$(ls -A /var/lib/docker)"
+echo from-container > /var/lib/docker/new
+d=/var/lib/containers/ov
+mkdir -p $d/lower $d/upper $d/work $d/merged
+echo lower > $d/lower/f
+echo "overlay=$(mount -t overlay overlay -o lowerdir=$d/lower,upperdir=$d/upper,workdir=$d/work $d/merged 2>&1 && echo changed > $d/merged/f && cat $d/upper/f)"
+echo "whiteout=$(rm -f $d/merged/f 2>&1; stat -c %F $d/upper/f)"
+echo x > /var/lib/containers/capfile
+echo "fcap-set=$(/mnt/ro/fcap set /var/lib/containers/capfile 2>&1; echo rc=$?)"
+echo "fcap=$(/mnt/ro/fcap get /var/lib/containers/capfile 2>&1)"
+echo "fuse=$( (exec 3<>/dev/fuse) 2>&1 && echo opened)"
+echo "enospc=$(dd if=/dev/zero of=/data/big bs=1M count=100 2>&1 | grep -o 'No space left on device' | head -n1)"
+echo ready
+sleep 600
+`), e2e.Privileged, func(s *specs.Spec) {
+		s.Annotations = map[string]string{"io.skiff.scratch": "/data", "io.skiff.scratch.size": "64M"}
+		s.Mounts = append(s.Mounts,
+			e2e.Bind("/mnt/ro", tools, "rbind", "ro"),
+			e2e.Bind("/var/lib/docker", hostDocker, "rbind", "rw"))
+	})
+	id := e.ID("priv")
+	pid, out := e.CreateStarted(id, b, "ready")
+	kv := e2e.KeyValues(e.WaitOutput(out, "ready"))
+	e2e.WantKVs(t, kv, map[string]string{
+		"fs-containers": "ext4",
+		"fs-buildkit":   "ext4",
+		"fs-data":       "ext4",
+		"docker-seen":   "",
+		"overlay":       "changed",
+		"whiteout":      "character special file",
+		"fcap-set":      "rc=0",
+		"fcap":          "/var/lib/containers/capfile cap_net_raw=ep",
+		"fuse":          "opened",
+		"enospc":        "No space left on device",
+	})
+	if _, err := os.Stat(filepath.Join(hostDocker, "new")); err == nil {
+		t.Errorf("a write to the scratch /var/lib/docker reached the host directory the spec bind-mounted there")
+	}
+
+	img := filepath.Join(e.Root, id, "scratch.img")
+	var st syscall.Stat_t
+	if err := syscall.Stat(img, &st); err != nil {
+		t.Fatalf("no scratch disk file in the state directory: %v", err)
+	}
+	if st.Size != 64<<20 || st.Blocks*512 > 64<<20 {
+		t.Errorf("scratch file %s: size %d, %d bytes allocated; want both at most 64 MiB", img, st.Size, st.Blocks*512)
+	}
+
+	e.ForceDelete(id, pid)
+	e.AssertNoStateDir(id, "delete --force")
+	if _, err := os.Stat(img); !os.IsNotExist(err) {
+		t.Errorf("scratch file %s left after delete --force (%v)", img, err)
+	}
+	e.AssertNoLeaks()
+}
+
+// Cold boot (no template): a path the configuration names
+// (storage.scratch_paths) and one the annotation names are scratch for
+// an ordinary container; the disk file is in the state directory while
+// the container exists and goes with delete.
+func TestScratchColdBoot(t *testing.T) {
+	e2e.SkiffOnly(t)
+	e := e2e.NewEnv(t)
+	cfg := e.WriteFile("cold.toml", "[factory]\ntemplate = false\n[storage]\nscratch_paths = [\"/srv/app\"]\n")
+	b := e.Bundle("cold", e2e.Sh(`
+`+fsType+`
+echo "fs-app=$(fstype /srv/app)"
+echo "fs-data=$(fstype /data)"
+echo "fs-root=$(fstype /)"
+echo "write=$(echo data > /data/f && echo app > /srv/app/f && cat /data/f /srv/app/f | tr '\n' ' ')"
+`), func(s *specs.Spec) {
+		s.Annotations = map[string]string{"io.skiff.scratch": "/data"}
+	})
+	id := e.ID("cold")
+	_, out := e.Create(id, b, "--config", cfg)
+	e.MustOK(e.RT("--config", cfg, "start", id))
+	e.WaitStatus(id, "stopped")
+	kv := e2e.KeyValues(e.WaitOutput(out, "write="))
+	e2e.WantKVs(t, kv, map[string]string{
+		"fs-app":  "ext4",
+		"fs-data": "ext4",
+		"fs-root": "9p",
+		"write":   "data app ",
+	})
+	img := filepath.Join(e.Root, id, "scratch.img")
+	if _, err := os.Stat(img); err != nil {
+		t.Errorf("no scratch disk file in the state directory before delete: %v", err)
+	}
+	e.MustOK(e.RT("--config", cfg, "delete", id))
+	e.AssertNoStateDir(id, "delete")
+	if _, err := os.Stat(img); !os.IsNotExist(err) {
+		t.Errorf("scratch file %s left after delete (%v)", img, err)
+	}
+	for _, f := range []string{"data", "srv/app"} {
+		if _, err := os.Stat(filepath.Join(e2e.RootfsDir(), f, "f")); err == nil {
+			t.Errorf("a write to scratch /%s reached the rootfs on the host", f)
+		}
+	}
+	e.AssertNoLeaks()
+}
