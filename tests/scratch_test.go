@@ -158,3 +158,64 @@ echo "write=$(echo data > /data/f && echo app > /srv/app/f && cat /data/f /srv/a
 	}
 	e.AssertNoLeaks()
 }
+
+// A pod's containers share the sandbox's disk: an emptyDir (a bind of a
+// kubelet emptyDir path) is one directory on it that both containers
+// mounting it see, and nothing reaches the host's emptyDir directory;
+// each container's own scratch paths are separate, and a container
+// created again under the same ID starts with empty ones.
+func TestScratchPod(t *testing.T) {
+	e2e.SkiffOnly(t)
+	e := e2e.NewEnv(t)
+	ns := e2e.NewNetns(t)
+	emptyDir := e.Mkdir("pods/0a1b/volumes/kubernetes.io~empty-dir/cache")
+	sb := e.ID("spod")
+	sbPID, _ := e.CreateStarted(sb, e.Bundle("spod", e2e.Sh(termLoop), podSandbox(ns.Path)), "started")
+	member := func(script string) func(*specs.Spec) {
+		return func(s *specs.Spec) {
+			podMember(sb, sbPID)(s)
+			s.Annotations["io.skiff.scratch"] = "/data"
+			s.Process.Args = e2e.Sh(fsType + "\n" + script)
+			s.Mounts = append(s.Mounts, e2e.Bind("/scratch", emptyDir, "rbind", "rw"))
+		}
+	}
+	a := e.ID("sa")
+	aPID, aOut := e.CreateStarted(a, e.Bundle("sa", nil, member(`
+echo "fs-cache=$(fstype /scratch)"
+echo "data-before=$(ls /data)"
+echo from-a > /scratch/shared; echo a > /data/a
+echo started; `+termLoop)), "started")
+	b := e.ID("sb")
+	bPID, bOut := e.CreateStarted(b, e.Bundle("sb", nil, member(`
+echo "shared=$(cat /scratch/shared)"
+echo "data-b=$(ls /data)"
+echo started; `+termLoop)), "started")
+
+	kv := e2e.KeyValues(e.WaitOutput(aOut, "started"))
+	e2e.WantKVs(t, kv, map[string]string{"fs-cache": "ext4", "data-before": ""})
+	kv = e2e.KeyValues(e.WaitOutput(bOut, "started"))
+	e2e.WantKVs(t, kv, map[string]string{"shared": "from-a", "data-b": ""})
+	if ents, _ := os.ReadDir(emptyDir); len(ents) > 0 {
+		t.Errorf("the pod's writes to its scratch emptyDir reached the host directory: %v", ents)
+	}
+
+	// Created again, container a finds its own scratch empty, the pod's
+	// emptyDir as it was.
+	e.ForceDelete(a, aPID)
+	aPID, aOut = e.CreateStarted(a, e.Bundle("sa2", nil, member(`
+echo "data-again=$(ls /data)"
+echo "shared-again=$(cat /scratch/shared)"
+echo started; `+termLoop)), "started")
+	kv = e2e.KeyValues(e.WaitOutput(aOut, "started"))
+	e2e.WantKVs(t, kv, map[string]string{"data-again": "", "shared-again": "from-a"})
+
+	img := filepath.Join(e.Root, sb, "scratch.img")
+	if _, err := os.Stat(img); err != nil {
+		t.Errorf("no scratch disk file in the sandbox's state directory: %v", err)
+	}
+	e.ForceDelete(a, aPID)
+	e.ForceDelete(b, bPID)
+	e.ForceDelete(sb, sbPID)
+	e.AssertNoStateDir(sb, "delete --force")
+	e.AssertNoLeaks()
+}
