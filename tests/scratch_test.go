@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -217,5 +218,48 @@ echo started; `+termLoop)), "started")
 	e.ForceDelete(b, bPID)
 	e.ForceDelete(sb, sbPID)
 	e.AssertNoStateDir(sb, "delete --force")
+	e.AssertNoLeaks()
+}
+
+// From the pool: a pooled VM's disk (made and formatted by its filler at
+// the configured size) becomes the sandbox's; a sandbox asking another
+// size is restored from the template instead, with a disk of its size.
+// Nothing is left of either after delete.
+func TestScratchPool(t *testing.T) {
+	e2e.SkiffOnly(t)
+	e := e2e.NewEnv(t)
+	cfg, _, _ := startPool(e, 1)
+	script := fsType + `
+echo "fs-data=$(fstype /data)"
+echo "size=$(df -m /data | tail -n1 | tr -s ' ' | cut -d' ' -f2)"
+echo "write=$(echo x > /data/f && cat /data/f)"`
+	for _, c := range []struct {
+		name, size, from string
+		minMiB, maxMiB   int
+	}{
+		{"pooled", "", "VM taken from the pool", 9000, 10240},
+		{"sized", "128M", "VM restored from template", 100, 128},
+	} {
+		b := e.Bundle(c.name, e2e.Sh(script), func(s *specs.Spec) {
+			s.Annotations = map[string]string{"io.skiff.scratch": "/data"}
+			if c.size != "" {
+				s.Annotations["io.skiff.scratch.size"] = c.size
+			}
+		})
+		r, log := runWithLog(e, cfg, b, e.ID(c.name))
+		e.MustOK(r)
+		if e2e.LogLine(log, c.from) == nil {
+			l, _ := os.ReadFile(log)
+			t.Errorf("%s: no %q in the log:\n%s", c.name, c.from, l)
+		}
+		kv := e2e.KeyValues(r.Stdout)
+		e2e.WantKVs(t, kv, map[string]string{"fs-data": "ext4", "write": "x"})
+		var mib int
+		if _, err := fmt.Sscan(kv["size"], &mib); err != nil || mib < c.minMiB || mib > c.maxMiB {
+			t.Errorf("%s: the scratch disk has %q MiB, want %d to %d", c.name, kv["size"], c.minMiB, c.maxMiB)
+		}
+	}
+	// The refill's waiting VM goes with the pool.
+	e.MustOK(e.RT("--config", cfg, "factory", "destroy"))
 	e.AssertNoLeaks()
 }

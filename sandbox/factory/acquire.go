@@ -253,8 +253,8 @@ func globalArgs(argv []string) []string {
 }
 
 // PooledDisk is the scratch disk file of a VM taken from the pool (its
-// QEMU opened it when it was filled), "" for a VM the sandbox's own file
-// is given to.
+// QEMU opened it, and its filler made the filesystem on it), "" for a VM
+// the sandbox's own file is given to.
 func (l *Lease) PooledDisk() string {
 	if l.pooled == nil {
 		return ""

@@ -465,9 +465,12 @@ func (m member) cloneConfig(base hypervisor.Config, t Template, size int64, prot
 	c = m.vmConfig(withSlots(c, t.empty()))
 	c.MemoryFile, c.MemoryShared, c.Incoming = t.memory(), false, true
 	// The disk a sandbox taking the VM will use, at the configured size
-	// (a sandbox asking another size is not served by the pool); it is
-	// made into a filesystem only if that sandbox needs one.
+	// (a sandbox asking another size is not served by the pool), made
+	// into a filesystem here, off any sandbox's start.
 	d, err := hostdisk.Create(m.disk(), size)
+	if err == nil {
+		err = d.Ready()
+	}
 	if err != nil {
 		return c, err
 	}

@@ -54,14 +54,16 @@ func Create(path string, size int64) (*Disk, error) {
 	return &Disk{Path: path, Size: size, done: make(chan struct{})}, nil
 }
 
-// Existing is the disk of a file another process made (a pooled VM's,
-// sized by its filler).
-func Existing(path string) (*Disk, error) {
+// Formatted is the disk of a file another process made and formatted (a
+// pooled VM's, made by its filler).
+func Formatted(path string) (*Disk, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("scratch disk: %w", err)
 	}
-	return &Disk{Path: path, Size: fi.Size(), done: make(chan struct{})}, nil
+	d := &Disk{Path: path, Size: fi.Size(), done: make(chan struct{})}
+	d.once.Do(func() { close(d.done) })
+	return d, nil
 }
 
 // VMDisk is the disk as the VM is given it.

@@ -70,13 +70,14 @@ func (s *shim) makeDisk(spec *specs.Spec, c *hypervisor.Config) error {
 }
 
 // useLeaseDisk switches to the disk of a VM taken from the pool: its
-// QEMU opened its own file, made by the filler at the sandbox's size.
+// QEMU opened its own file, made and formatted by the filler at the
+// sandbox's size.
 func (s *shim) useLeaseDisk() error {
 	path := s.lease.PooledDisk()
 	if path == "" {
 		return nil
 	}
-	d, err := hostdisk.Existing(path)
+	d, err := hostdisk.Formatted(path)
 	if err != nil {
 		return err
 	}
