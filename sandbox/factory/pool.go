@@ -389,7 +389,7 @@ func (f *Factory) fillOne(ctx context.Context, base hypervisor.Config, t Templat
 	if err != nil {
 		return err
 	}
-	c, err := m.cloneConfig(base, t, size, f.host.protect)
+	c, err := m.cloneConfig(base, t, size, f.host.protect, f.host.makeDisk)
 	if err != nil {
 		return err
 	}
@@ -446,7 +446,8 @@ func (p Pool) newMember(key string) (member, *os.File, error) {
 // cloneConfig is the VM of a member: a clone of t whose every share slot
 // exports an empty directory of the member's, where a sandbox's files
 // will be bind-mounted.
-func (m member) cloneConfig(base hypervisor.Config, t Template, size int64, protect func(string) error) (hypervisor.Config, error) {
+func (m member) cloneConfig(base hypervisor.Config, t Template, size int64, protect func(string) error,
+	makeDisk func(string, int64, bool) error) (hypervisor.Config, error) {
 	c := hypervisor.Config{
 		Name: "skiff-pool-" + filepath.Base(m.Dir), Binary: base.Binary, Kernel: base.Kernel, Initrd: base.Initrd,
 		KernelParams: base.KernelParams, Machine: base.Machine, Accel: base.Accel, VCPUs: base.VCPUs, MemoryMiB: base.MemoryMiB,
@@ -467,14 +468,10 @@ func (m member) cloneConfig(base hypervisor.Config, t Template, size int64, prot
 	// The disk a sandbox taking the VM will use, at the configured size
 	// (a sandbox asking another size is not served by the pool), made
 	// into a filesystem here, off any sandbox's start.
-	d, err := hostdisk.Create(m.disk(), size)
-	if err == nil {
-		err = d.Ready()
-	}
-	if err != nil {
+	if err := makeDisk(m.disk(), size, true); err != nil {
 		return c, err
 	}
-	c.Disks = []hypervisor.Disk{d.VMDisk()}
+	c.Disks = []hypervisor.Disk{{ID: hostdisk.DiskID, Path: m.disk(), Serial: protocol.ScratchSerial, Size: size}}
 	return c, nil
 }
 

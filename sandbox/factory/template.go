@@ -216,7 +216,7 @@ func (f *Factory) build(ctx context.Context, t Template, key string, base hyperv
 	// virtio_blk is not loaded before the save (guest/build.sh), so a
 	// clone's guest probes the clone's own disk, at its own size, the
 	// first time a container needs it. Only the device state migrates.
-	if _, err := hostdisk.Create(t.disk(), config.MinScratchSize); err != nil {
+	if err := f.host.makeDisk(t.disk(), config.MinScratchSize, false); err != nil {
 		return err
 	}
 	c := t.vmConfig(key, base)
