@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -127,10 +128,27 @@ func mountScratch(serial string, log *logger) error {
 	return nil
 }
 
-// loadModuleList inserts the modules a list file names, in order; a list
-// that does not exist (a kernel with everything built in) is nothing to
-// do.
-func loadModuleList(list string, log *logger) error {
+// scratchDriver is the one scratch module a VM template must not load:
+// bound before the save, it would probe the template's placeholder disk
+// and keep its capacity in every clone.
+const scratchDriver = "virtio_blk"
+
+// preloadScratchModules loads the filesystem modules of the scratch disk
+// (ext4 and its dependencies, overlay) during a VM template's warm-up,
+// so that they are in every clone's memory: loading them takes ~0.3 s
+// under TCG, which a clone's first scratch mount would pay otherwise.
+// The disk's driver waits for the clone. Best effort: the mount loads
+// what is missing.
+func preloadScratchModules(log *logger) {
+	if err := loadModuleList(filepath.Join(modulesDir, scratchModulesFile), log, scratchDriver); err != nil {
+		log.debugf("preload scratch modules: %v", err)
+	}
+}
+
+// loadModuleList inserts the modules a list file names, in order, but
+// those skipped and those already loaded; a list that does not exist (a
+// kernel with everything built in) is nothing to do.
+func loadModuleList(list string, log *logger, skip ...string) error {
 	data, err := os.ReadFile(list)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -140,6 +158,13 @@ func loadModuleList(list string, log *logger) error {
 	}
 	var errs []error
 	for _, file := range parseModulesOrder(string(data)) {
+		name := moduleName(file)
+		if slices.Contains(skip, name) {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join("/sys/module", name)); err == nil {
+			continue // loaded: finit_module would read and lay it out again
+		}
 		if err := loadModule(filepath.Join(modulesDir, file), ""); err != nil {
 			errs = append(errs, fmt.Errorf("load module %s: %w", moduleName(file), err))
 			continue

@@ -27,6 +27,7 @@ func (a *Agent) warm(req *protocol.WarmRequest) (*protocol.WarmResponse, error) 
 			return nil, err
 		}
 	}
+	preloadScratchModules(a.log)
 	var resp protocol.WarmResponse
 	if req.Run && req.Spec != nil {
 		ran, err := a.warmRun(req.Spec)
