@@ -28,6 +28,11 @@ func (a *Agent) warm(req *protocol.WarmRequest) (*protocol.WarmResponse, error) 
 		}
 	}
 	preloadScratchModules(a.log)
+	if req.Scratch != nil {
+		if err := a.holdScratch(req.Scratch); err != nil {
+			return nil, fmt.Errorf("warm: %w", err)
+		}
+	}
 	var resp protocol.WarmResponse
 	if req.Run && req.Spec != nil {
 		ran, err := a.warmRun(req.Spec)

@@ -485,6 +485,9 @@ func (f *Factory) warmPooled(ctx context.Context, agent *agentclient.Client, m m
 		Share: protocol.Share{Tag: "rootfs", FSType: "9p", GuestPath: spec.Root.Path, ReadOnly: true},
 		Spec:  spec,
 		Run:   true,
+		// The VM's disk is its sandbox's to be (cloneConfig): mounted
+		// now, a sandbox's first scratch mount costs nothing.
+		Scratch: &protocol.Scratch{Serial: protocol.ScratchSerial},
 	})
 	if err != nil {
 		slog.Debug("pool: warming the VM up", "error", err)

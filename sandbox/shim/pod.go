@@ -75,7 +75,7 @@ func (s *shim) addContainer(ctx context.Context, id string, r shimctl.AddContain
 	if err := s.fits(id, b.Spec); err != nil {
 		return nil, nil, err
 	}
-	plan, scratch, err := s.planFiles(id, b, func(b *oci.Bundle) (*hostfs.Plan, error) {
+	plan, scratch, _, err := s.planFiles(id, b, func(b *oci.Bundle) (*hostfs.Plan, error) {
 		return hostfs.PlanPodContainer(string(s.dir), id, b, s.guestDirs)
 	})
 	if err != nil {

@@ -17,20 +17,25 @@ import (
 // planFiles plans how container id's files reach the guest: its scratch
 // mounts on the sandbox's disk (hostdisk), the rest through the shared
 // filesystem (shares, made by plan), then the scratch mounts back in
-// their places in the spec the guest gets.
-func (s *shim) planFiles(id string, b *oci.Bundle, plan func(*oci.Bundle) (*hostfs.Plan, error)) (*hostfs.Plan, *hostdisk.Plan, error) {
+// their places in the spec the guest gets. targets are the container's
+// mounts with their host sources, for the mount points a read-only
+// rootfs needs (a scratch mount's is a directory).
+func (s *shim) planFiles(id string, b *oci.Bundle, plan func(*oci.Bundle) (*hostfs.Plan, error)) (_ *hostfs.Plan, _ *hostdisk.Plan, targets []specs.Mount, err error) {
 	rest, scratch, err := hostdisk.Split(b.Spec, id, hostdisk.Rules{Paths: s.cfg.Storage.ScratchPaths, IsTmpfs: isTmpfs})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	shared := *b
 	shared.Spec = rest
 	p, err := plan(&shared)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	scratch.Restore(p.Spec)
-	return p, scratch, nil
+	host := *rest
+	host.Mounts = append([]specs.Mount{}, rest.Mounts...)
+	scratch.Restore(&host)
+	return p, scratch, host.Mounts, nil
 }
 
 // isTmpfs tells a memory-backed emptyDir (kubelet mounts a tmpfs at its

@@ -175,7 +175,7 @@ func (s *shim) boot(id string, o Options) error {
 	}
 	s.main = c
 	role, _ := oci.PodRole(b.Spec)
-	plan, scratch, err := s.planFiles(id, b, func(b *oci.Bundle) (*hostfs.Plan, error) {
+	plan, scratch, targets, err := s.planFiles(id, b, func(b *oci.Bundle) (*hostfs.Plan, error) {
 		return hostfs.PlanShares(string(s.dir), b, role == oci.RoleSandbox)
 	})
 	if err != nil {
@@ -185,7 +185,7 @@ func (s *shim) boot(id string, o Options) error {
 		return err
 	}
 	if b.Spec.Root.Readonly {
-		if err := hostfs.CreateMountTargets(b.Rootfs, plan.Spec.Mounts); err != nil {
+		if err := hostfs.CreateMountTargets(b.Rootfs, targets); err != nil {
 			return err
 		}
 	}
