@@ -1,6 +1,7 @@
 package hypervisor
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 )
@@ -59,4 +60,28 @@ func diskArgs(disks []Disk, bus string) []string {
 			"-device", "virtio-blk-"+bus+",drive="+d.ID+",id="+d.ID+"-dev,serial="+d.Serial)
 	}
 	return a
+}
+
+// DiskSizer is implemented by backends that can tell a running guest a
+// disk's size again.
+type DiskSizer interface {
+	// AnnounceDiskSize sets disk id to size bytes (its file's size: the
+	// file does not change) and notifies the guest, whose driver then
+	// reads the disk's capacity anew.
+	AnnounceDiskSize(ctx context.Context, id string, size int64) error
+}
+
+// AnnounceDiskSize is QMP block_resize to the size the disk's file has:
+// QEMU truncates it to what it is and raises a virtio config change. A
+// guest whose virtio_blk is built into its kernel probed a VM template's
+// placeholder disk before the save and keeps its capacity in every
+// clone; this makes it read the clone's own. A guest with the driver
+// unbound (the stock kernel's, loaded on demand) ignores it.
+func (q *qemu) AnnounceDiskSize(ctx context.Context, id string, size int64) error {
+	return q.qmpDo(ctx, func(m *QMP) error {
+		if _, err := m.Execute(ctx, "block_resize", map[string]any{"device": id, "size": size}); err != nil {
+			return fmt.Errorf("announce disk %s size: %w", id, err)
+		}
+		return nil
+	})
 }

@@ -144,8 +144,12 @@ const ScratchSerial = "skiff-scratch"
 // container's directories below ScratchDir/c/<id> go with it; the others
 // (a pod's shared volumes) stay until the sandbox goes.
 type Scratch struct {
-	Serial string   `json:"serial"`
-	Dirs   []string `json:"dirs"`
+	Serial string `json:"serial"`
+	// Size is the disk's size in bytes: the agent mounts it once the
+	// guest's driver sees that capacity (a clone's guest may first show
+	// its template's).
+	Size int64    `json:"size,omitempty"`
+	Dirs []string `json:"dirs"`
 }
 
 // CreateContainerResponse reports the guest PID of the container's process.

@@ -407,7 +407,7 @@ func (f *Factory) fillOne(ctx context.Context, base hypervisor.Config, t Templat
 	if err != nil {
 		return fmt.Errorf("pooled VM's agent: %w", err)
 	}
-	f.warmPooled(ctx, agent, m)
+	f.warmPooled(ctx, agent, m, size)
 	agent.Close()
 	info, err := m.read()
 	if err == nil {
@@ -477,7 +477,7 @@ func (m member) cloneConfig(base hypervisor.Config, t Template, size int64, prot
 
 // warmPooled has a pooled VM run a throwaway container once, best effort:
 // a guest that cannot warm up still serves.
-func (f *Factory) warmPooled(ctx context.Context, agent *agentclient.Client, m member) {
+func (f *Factory) warmPooled(ctx context.Context, agent *agentclient.Client, m member, size int64) {
 	bctx, cancel := context.WithTimeout(ctx, f.cfg.Hypervisor.BootTimeoutDuration())
 	defer cancel()
 	spec := warmSpec()
@@ -487,7 +487,7 @@ func (f *Factory) warmPooled(ctx context.Context, agent *agentclient.Client, m m
 		Run:   true,
 		// The VM's disk is its sandbox's to be (cloneConfig): mounted
 		// now, a sandbox's first scratch mount costs nothing.
-		Scratch: &protocol.Scratch{Serial: protocol.ScratchSerial},
+		Scratch: &protocol.Scratch{Serial: protocol.ScratchSerial, Size: size},
 	})
 	if err != nil {
 		slog.Debug("pool: warming the VM up", "error", err)

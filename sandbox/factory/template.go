@@ -212,10 +212,10 @@ func (f *Factory) build(ctx context.Context, t Template, key string, base hyperv
 	if err := os.MkdirAll(t.empty(), 0o700); err != nil {
 		return err
 	}
-	// The template's own disk is a placeholder the guest never reads:
-	// virtio_blk is not loaded before the save (guest/build.sh), so a
-	// clone's guest probes the clone's own disk, at its own size, the
-	// first time a container needs it. Only the device state migrates.
+	// The template's own disk is a placeholder: its guest probes it (the
+	// warm-up loads virtio_blk) but never mounts it. Only device state
+	// migrates: a clone brings its own file behind the same device, and
+	// its size is announced to the guest after the restore (startClone).
 	if err := f.host.makeDisk(t.disk(), config.MinScratchSize, false); err != nil {
 		return err
 	}
@@ -340,6 +340,19 @@ func (f *Factory) startClone(ctx context.Context, t Template, c hypervisor.Confi
 		vm.Stop(ctx, stopTimeout)
 		t.remove()
 		return nil, err
+	}
+	// The clone's disk is not the template's placeholder, which the
+	// template's guest probed (its warm-up loads virtio_blk; a kernel
+	// with the driver built in probes it at boot): told the size, the
+	// guest reads the clone's own capacity. The agent waits for it
+	// before mounting. One QMP command, a few ms.
+	if ds, ok := vm.(hypervisor.DiskSizer); ok {
+		for _, d := range c.Disks {
+			if err := ds.AnnounceDiskSize(rctx, d.ID, d.Size); err != nil {
+				vm.Stop(ctx, stopTimeout)
+				return nil, err
+			}
+		}
 	}
 	return vm, nil
 }

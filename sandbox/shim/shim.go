@@ -271,15 +271,19 @@ func (s *shim) startVM(ctx context.Context, spec *specs.Spec, plan *hostfs.Plan,
 // instruction, and runs the create-time hooks. A pod's container names
 // its sandbox container, whose namespaces it joins.
 func (s *shim) createInGuest(ctx context.Context, c *container, plan *hostfs.Plan, scratch *hostdisk.Plan, sandbox string) error {
+	var req *protocol.Scratch
 	if scratch.Scratch != nil {
 		if err := s.disk.Ready(); err != nil {
 			return err
 		}
+		r := *scratch.Scratch
+		r.Size = s.disk.Size
+		req = &r
 	}
 	cctx, cancel := context.WithTimeout(ctx, agentclient.DefaultCallTimeout)
 	defer cancel()
 	pid, err := s.vm.Agent.CreateContainer(cctx, &protocol.CreateContainerRequest{ID: c.id(), Spec: plan.Spec, Shares: plan.Guest,
-		Scratch: scratch.Scratch, Sandbox: sandbox})
+		Scratch: req, Sandbox: sandbox})
 	if err != nil {
 		return fmt.Errorf("create container in the guest: %w", err)
 	}
