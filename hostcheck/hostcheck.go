@@ -95,6 +95,7 @@ func Run(ctx context.Context, o Options) []Result {
 		CheckVirtiofsd(),
 		CheckCgroups(),
 		CheckNetwork(),
+		CheckScratch(),
 	)
 	return rs
 }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/skiff-oci/skiff/agentclient/protocol"
@@ -127,6 +128,9 @@ func format(path string) error {
 	}
 	cmd := exec.CommandContext(ctx, bin, "-F", "-q", "-m", "0", "-L", "skiff-scratch",
 		"-O", "^has_journal", "-E", "lazy_itable_init=1,nodiscard", path)
+	// It dies with the shim: delete --force of a shim killed meanwhile
+	// finds nothing of it running.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("scratch disk: mkfs.ext4 %s: %w: %s", path, err, strings.TrimSpace(string(out)))
 	}
