@@ -36,7 +36,17 @@ a saved VM template) before the container exists; state's "pid" is the host
 process standing for the container, not a process of the container; kill's
 signal goes into the VM, to the container's processes in the guest; ps shows
 guest PIDs. debug-console (off unless enabled in the configuration) opens a
-shell in the guest itself. Each verb's help says more.`,
+shell in the guest itself. Each verb's help says more.
+
+Storage: the rootfs and bind mounts reach the guest over virtio-9p. Scratch
+mounts live on an ext4 disk inside the guest instead: the paths of the
+annotation io.skiff.scratch (comma-separated) and of storage.scratch_paths;
+/var/lib/containers, /var/lib/docker and /var/lib/buildkit in a privileged
+container (a spec mount there is replaced); Kubernetes emptyDir volumes but
+medium Memory ones. The disk is a sparse file scratch.img in the sandbox's
+state directory, of storage.scratch_size (default 10G) or the annotation
+io.skiff.scratch.size, never larger on the host (the guest gets ENOSPC),
+removed with the sandbox.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "root", Value: state.DefaultRootFor(), Usage: "root directory for container state ($XDG_RUNTIME_DIR/skiff when rootless)"},
 			&cli.StringFlag{Name: "log", Usage: "log file (default: stderr)"},

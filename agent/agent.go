@@ -35,6 +35,9 @@ type Agent struct {
 	containers map[string]*ctr          // nil value: being created
 	shares     map[string]*mountedShare // by guest path
 	stopping   bool
+	// scratchMounted: the sandbox's scratch disk is mounted at
+	// protocol.ScratchDir (the first container that asked mounted it).
+	scratchMounted bool
 	// networked: ConfigureNetwork gave the guest's NICs to the sandbox,
 	// and containers share the guest's network namespace. Until then a
 	// NIC is only a VM template's unused slot, and containers get a
@@ -182,6 +185,7 @@ func (a *Agent) shutdown(*protocol.ShutdownRequest) (func(net.Conn), error) {
 	drainTCP(2 * time.Second)
 	unix.Sync()
 	a.unmountAllShares()
+	a.unmountScratch()
 	return func(st net.Conn) {
 		// Give the response a moment to reach the host (it closes its end
 		// when it has read it), then power off.

@@ -196,6 +196,7 @@ func leaveInitramfs() error {
 		}
 	}
 	keepGuestBin(newRoot)
+	keepScratchModules(newRoot)
 	if err := unix.Chdir(newRoot); err != nil {
 		return err
 	}

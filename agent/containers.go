@@ -45,6 +45,11 @@ func (a *Agent) createContainer(req *protocol.CreateContainerRequest) (*protocol
 			return nil, err
 		}
 	}
+	if req.Scratch != nil {
+		if err := validateScratch(req.Scratch); err != nil {
+			return nil, err
+		}
+	}
 	a.mu.Lock()
 	if a.stopping {
 		a.mu.Unlock()
@@ -81,6 +86,16 @@ func (a *Agent) createContainer(req *protocol.CreateContainerRequest) (*protocol
 // stdio pipes, in the namespaces of sandbox if not nil. On failure it
 // releases the shares it took.
 func (a *Agent) create(req *protocol.CreateContainerRequest, sandbox *container.Container) (_ *ctr, err error) {
+	if req.Scratch != nil {
+		if err := a.holdScratch(req.Scratch); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				a.dropScratch(req.ID)
+			}
+		}()
+	}
 	held, err := a.holdShares(req.Shares)
 	if err != nil {
 		return nil, err
@@ -149,6 +164,7 @@ func (a *Agent) removeContainer(req *protocol.RemoveContainerRequest) error {
 		p.closeUnattached()
 	}
 	a.releaseShares(c.shares)
+	a.dropScratch(req.ID)
 	a.mu.Lock()
 	delete(a.containers, req.ID)
 	a.mu.Unlock()

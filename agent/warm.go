@@ -27,6 +27,12 @@ func (a *Agent) warm(req *protocol.WarmRequest) (*protocol.WarmResponse, error) 
 			return nil, err
 		}
 	}
+	preloadScratchModules(a.log)
+	if req.Scratch != nil {
+		if err := a.holdScratch(req.Scratch); err != nil {
+			return nil, fmt.Errorf("warm: %w", err)
+		}
+	}
 	var resp protocol.WarmResponse
 	if req.Run && req.Spec != nil {
 		ran, err := a.warmRun(req.Spec)

@@ -26,6 +26,7 @@ type Config struct {
 	Hypervisor Hypervisor `toml:"hypervisor"`
 	Runtime    Runtime    `toml:"runtime"`
 	Factory    Factory    `toml:"factory"`
+	Storage    Storage    `toml:"storage"`
 
 	// Source is the file the configuration came from, "" for defaults.
 	Source string `toml:"-"`
@@ -62,6 +63,17 @@ type Factory struct {
 	Cache int `toml:"cache"`
 }
 
+// Storage configures where containers' files live.
+type Storage struct {
+	// ScratchSize is the size of a sandbox's scratch disk (a sparse file
+	// on the host): "10G"; the annotation io.skiff.scratch.size
+	// overrides it per sandbox.
+	ScratchSize string `toml:"scratch_size"`
+	// ScratchPaths are container paths that are always scratch, for
+	// every container, beside those of the annotation io.skiff.scratch.
+	ScratchPaths []string `toml:"scratch_paths"`
+}
+
 // Runtime configures the host side.
 type Runtime struct {
 	SharedFS string `toml:"shared_fs"`
@@ -88,6 +100,7 @@ func Default() *Config {
 			MaxMemory:      16384,
 		},
 		Factory: Factory{Template: true, Dir: userns.RuntimeDir("skiff-factory", "/run/skiff-factory")},
+		Storage: Storage{ScratchSize: "10G"},
 		Runtime: Runtime{
 			SharedFS:     "auto",
 			LogLevel:     "info",
@@ -169,6 +182,14 @@ func (c *Config) validate() error {
 	}
 	if c.Factory.Cache > 0 && !c.Factory.Template {
 		return fmt.Errorf("factory.cache = %d needs factory.template = true: pooled sandboxes are restored from the template", c.Factory.Cache)
+	}
+	if _, err := ScratchBytes(c.Storage.ScratchSize); err != nil {
+		return fmt.Errorf("storage.scratch_size: %w", err)
+	}
+	for _, p := range c.Storage.ScratchPaths {
+		if !filepath.IsAbs(p) || filepath.Clean(p) == "/" {
+			return fmt.Errorf("storage.scratch_paths: %q must be an absolute container path other than /", p)
+		}
 	}
 	switch c.Runtime.SharedFS {
 	case "auto", "virtio-9p":

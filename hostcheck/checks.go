@@ -478,3 +478,19 @@ func unwrapPath(err error) error {
 	}
 	return err
 }
+
+// CheckScratch looks for mkfs.ext4, which makes a sandbox's scratch disk
+// (the build directories of a privileged container, the paths of the
+// annotation io.skiff.scratch, emptyDir volumes): without it such a
+// container cannot be created; others run.
+func CheckScratch() Result {
+	r := Result{Name: "scratch disk"}
+	if p, ok := findTool("mkfs.ext4"); ok {
+		r.Status, r.Detail = Pass, "mkfs.ext4 at "+p+": scratch mounts live on an ext4 disk in the guest"
+		return r
+	}
+	r.Status = Warn
+	r.Detail = "mkfs.ext4 not found: a container with scratch mounts (a privileged one, io.skiff.scratch, an emptyDir) cannot be created"
+	r.Fix = "apt-get install e2fsprogs (scripts/install-deps.sh does)"
+	return r
+}

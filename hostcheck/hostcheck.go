@@ -96,6 +96,7 @@ func Run(ctx context.Context, o Options) []Result {
 		CheckVirtiofsd(),
 		CheckCgroups(),
 		CheckNetwork(),
+		CheckScratch(),
 	)
 	return rs
 }

@@ -263,6 +263,11 @@ func TestCheckNetwork(t *testing.T) {
 	}
 }
 
+func TestCheckScratch(t *testing.T) {
+	set(t, &lookPath, func(name string) (string, error) { return "/opt/bin/" + name, nil })
+	wantResult(t, CheckScratch(), Pass, "mkfs.ext4 at /opt/bin/mkfs.ext4")
+}
+
 func TestFailed(t *testing.T) {
 	pass := []Result{{Status: Pass}, {Status: Pass}}
 	warn := append(pass, Result{Status: Warn})

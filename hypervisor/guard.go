@@ -111,11 +111,29 @@ func (q *qemu) plan() *guardPlan {
 	return p
 }
 
-// prepareMemoryFile lets a jailed QEMU open its memory file: it belongs to
-// vmGroup, which every jailed VM is in (see vmid.go for why read-write).
-// A template's file is made here: QEMU cannot create it in its jail.
+// prepareFiles lets a jailed QEMU open the files it writes: its memory
+// file and its disks' images belong to vmGroup, which every jailed VM is
+// in (see vmid.go for why a template's memory file is opened read-write);
+// only its own are in its jail.
+func (q *qemu) prepareFiles() error {
+	if q.helper == "" {
+		return nil
+	}
+	for _, d := range q.cfg.Disks {
+		if err := os.Chown(d.Path, -1, vmGroup); err != nil {
+			return fmt.Errorf("disk %s: %w", d.ID, err)
+		}
+		if err := os.Chmod(d.Path, 0o660); err != nil {
+			return fmt.Errorf("disk %s: %w", d.ID, err)
+		}
+	}
+	return q.prepareMemoryFile()
+}
+
+// prepareMemoryFile: a template's file is made here, as QEMU cannot create
+// it in its jail.
 func (q *qemu) prepareMemoryFile() error {
-	if q.helper == "" || q.cfg.MemoryFile == "" {
+	if q.cfg.MemoryFile == "" {
 		return nil
 	}
 	flags := os.O_RDWR

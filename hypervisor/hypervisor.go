@@ -56,6 +56,8 @@ type Config struct {
 
 	// NetDevices are virtio-net NICs on taps the caller opened.
 	NetDevices []NetDevice
+	// Disks are virtio-blk disks backed by image files.
+	Disks []Disk
 
 	// AgentSocket is a unix socket the VMM listens on; the guest sees it as
 	// the virtio-serial port protocol.PortName.

@@ -18,9 +18,9 @@ import (
 // jailEnv; in its own mount namespace it
 //
 //   - builds a root of its own: a read-only tmpfs holding /usr, the boot
-//     files (kernel, initrd, a template's memory file) and the few
-//     character devices QEMU opens, each bound read-only but the memory
-//     file; nothing of /run, /etc, /home, the state directories or the
+//     files (kernel, initrd, a template's memory file), its disks' image
+//     files and the few character devices QEMU opens, each bound
+//     read-only but the memory file and the disks; nothing of /run, /etc, /home, the state directories or the
 //     container's files (QEMU reaches those only through the descriptors
 //     and file servers it is handed);
 //   - takes an identity of its own (VMID: one uid per VM, a group shared
@@ -277,6 +277,9 @@ func jailBinds(c Config) []jailBind {
 	}
 	if c.MemoryFile != "" {
 		b = append(b, jailBind{Path: c.MemoryFile, Writable: true})
+	}
+	for _, d := range c.Disks {
+		b = append(b, jailBind{Path: d.Path, Writable: true})
 	}
 	return b
 }

@@ -114,9 +114,9 @@ func newQEMU(cfg Config) (*qemu, error) {
 }
 
 // virtioDevices counts the VM's virtio devices: the agent's serial port,
-// one per share, one per NIC.
+// one per share, one per NIC, one per disk.
 func virtioDevices(cfg Config) int {
-	return 1 + len(cfg.Shares) + len(cfg.NetDevices)
+	return 1 + len(cfg.Shares) + len(cfg.NetDevices) + len(cfg.Disks)
 }
 
 // validate checks cfg and makes its paths absolute.
@@ -177,6 +177,9 @@ func validate(cfg *Config) error {
 		}
 	}
 	if err := validateNet(cfg); err != nil {
+		return err
+	}
+	if err := validateDisks(cfg); err != nil {
 		return err
 	}
 	if cfg.MemoryFile != "" {
@@ -322,6 +325,7 @@ func (q *qemu) args() []string {
 			"-device", dev("virtio-9p")+",fsdev="+id+",mount_tag="+s.Tag)
 	}
 	a = append(a, netArgs(c.NetDevices, q.arch.bus)...)
+	a = append(a, diskArgs(c.Disks, q.arch.bus)...)
 	return append(a,
 		"-chardev", "socket,id=qmp,fd="+strconv.Itoa(qmpFD(c.NetDevices))+",server=on,wait=off",
 		"-mon", "chardev=qmp,mode=control",
@@ -374,7 +378,7 @@ func (q *qemu) Start(ctx context.Context) error {
 	defer closeFiles(listeners)
 	// The guard is this very binary (its init runs guard.go's main):
 	// /proc/self/exe still names it if it was replaced or removed since.
-	if err := q.prepareMemoryFile(); err != nil {
+	if err := q.prepareFiles(); err != nil {
 		owner.Close()
 		return fmt.Errorf("start qemu: %w", err)
 	}

@@ -127,7 +127,7 @@ if [[ -x $RUNSC ]]; then
 	# Every runsc process of this run names its --root.
 	mapfile -t pids < <(pgrep -f -- "--root $RSROOT" || pgrep -f -- "--root=$RSROOT")
 	idle_row "runsc --network=none" "$SANDBOXES" "${pids[@]}"
-	for i in $(seq "$SANDBOXES"); do "$RUNSC" --root "$RSROOT" delete --force "idle-$i" >/dev/null 2>&1; done
+	for i in $(seq "$SANDBOXES"); do "$RUNSC" --root "$RSROOT" delete --force "idle-$i" >/dev/null 2>&1 || true; done
 else
 	echo "| runsc | n/a (not installed) | | |"
 fi
@@ -137,17 +137,18 @@ fi
 # PARALLEL at once; prints the row.
 starts() {
 	local name=$1; shift
-	local i s e fail=0
+	local i s e
 	: >"$WORK/alone" ; : >"$WORK/many"
 	for i in $(seq 5); do
-		s=$(now); "$@" "alone-$i" </dev/null >/dev/null 2>&1 || fail=$((fail + 1)); e=$(now)
+		s=$(now); "$@" "alone-$i" </dev/null >/dev/null 2>&1 || echo fail >>"$WORK/fails"; e=$(now)
 		echo $((e - s)) >>"$WORK/alone"
 	done
 	for i in $(seq "$PARALLEL"); do
 		(s=$(now); if "$@" "many-$i" </dev/null >"$WORK/many-$i.out" 2>&1; then e=$(now); echo $((e - s)) >>"$WORK/many"; else echo fail >>"$WORK/fails"; fi) &
 	done
 	wait
-	fail=$(cat "$WORK/fails" 2>/dev/null | wc -l); rm -f "$WORK/fails"
+	fail=0
+	if [[ -f $WORK/fails ]]; then fail=$(wc -l <"$WORK/fails"); rm -f "$WORK/fails"; fi
 	local med p50 p99
 	med=$(pct "$WORK/alone" 50); p50=$(pct "$WORK/many" 50); p99=$(pct "$WORK/many" 99)
 	echo "| $name | $(secs "$med") s | $fail of $PARALLEL | $(secs "$p50") s | $(secs "$p99") s | $(ratio "$p99" "$med") |"

@@ -9,6 +9,7 @@ PKGS=(
 	cpio              # initramfs
 	xz-utils          # kernel payload extraction
 	kmod              # depmod/modprobe to order the guest modules
+	e2fsprogs         # mkfs.ext4: each sandbox's scratch disk
 	runc              # reference runtime for comparison tests
 	containerd        # the CRI tests (tests/cri) start a private containerd
 	containernetworking-plugins  # its pods' network: bridge, host-local, loopback (/usr/lib/cni)

@@ -23,7 +23,7 @@ type checkResult struct {
 var checkNames = []string{
 	"config", "qemu", "state root", "accelerator", "guest kernel",
 	"guest initramfs", "guest image", "vhost-vsock", "virtiofsd", "cgroups",
-	"networking",
+	"networking", "scratch disk",
 }
 
 // checkPVMHost is whether this host's /dev/kvm belongs to PVM, as on the

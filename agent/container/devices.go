@@ -8,6 +8,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/skiff-oci/skiff/agentclient/protocol"
 )
 
 // defaultDevices are the nodes every container gets when its /dev is a
@@ -95,4 +97,26 @@ func createDevice(root string, d specs.LinuxDevice) error {
 		return fmt.Errorf("chown device %s: %w", d.Path, err)
 	}
 	return nil
+}
+
+// fuseDevice is the guest kernel's /dev/fuse (misc 10:229).
+var fuseDevice = specs.LinuxDevice{Path: "/dev/fuse", Type: "c", Major: 10, Minor: 229, FileMode: func() *os.FileMode { m := os.FileMode(0o666); return &m }()}
+
+// needsFuse tells whether a container gets /dev/fuse though its spec does
+// not list it: a privileged one, in which nested podman and buildah use
+// fuse-overlayfs. The node is the guest kernel's: the host's /dev/fuse is
+// never reached. podman --privileged lists it already; a Kubernetes
+// privileged container lists the host's devices, which may lack it.
+func needsFuse(spec *specs.Spec) bool {
+	if spec.Process == nil || !protocol.Privileged(spec.Process.Capabilities) {
+		return false
+	}
+	if spec.Linux != nil {
+		for _, d := range spec.Linux.Devices {
+			if filepath.Clean(d.Path) == fuseDevice.Path {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -134,6 +134,11 @@ func setupRootfs(spec *specs.Spec, root string) error {
 			}
 		}
 	}
+	if needsFuse(spec) {
+		if err := createDevice(root, fuseDevice); err != nil {
+			return err
+		}
+	}
 	if err := pivot(root); err != nil {
 		return err
 	}

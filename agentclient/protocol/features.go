@@ -1,6 +1,11 @@
 package protocol
 
-import "slices"
+import (
+	"slices"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
 
 // What the host promises in `skiff features` and the guest honours: one
 // list each, so that the two cannot drift apart. The guest maps the names
@@ -42,3 +47,31 @@ var mountOptions = []string{
 // MountOptions lists the mount options the agent honours, sorted. The
 // caller owns the slice.
 func MountOptions() []string { return slices.Clone(mountOptions) }
+
+// privilegedCaps is how many capabilities, from 0, a privileged
+// container's bounding set holds at least: CAP_CHOWN up to CAP_AUDIT_READ,
+// every capability Linux has had since 4.3. podman --privileged and a
+// Kubernetes privileged container get every capability the host knows,
+// which includes these.
+const privilegedCaps = 38
+
+// Privileged tells whether a process with caps is what podman
+// --privileged and Kubernetes' privileged: true make: every capability in
+// its bounding set. Host and guest both decide on it (the host gives such
+// a container scratch build directories, the guest its /dev/fuse), so it
+// is defined once.
+func Privileged(caps *specs.LinuxCapabilities) bool {
+	if caps == nil {
+		return false
+	}
+	have := map[string]bool{}
+	for _, c := range caps.Bounding {
+		have[strings.ToUpper(c)] = true
+	}
+	for _, c := range capabilityNames[:privilegedCaps] {
+		if !have[c] {
+			return false
+		}
+	}
+	return true
+}

@@ -124,6 +124,32 @@ type CreateContainerRequest struct {
 	// path is the host's (/proc/<pid>/ns/...) and means nothing in the
 	// guest. Its own mount and PID namespaces stay its own.
 	Sandbox string `json:"sandbox,omitempty"`
+	// Scratch, when set, asks for directories on the sandbox's scratch
+	// disk before the container is created: its spec bind-mounts them.
+	Scratch *Scratch `json:"scratch,omitempty"`
+}
+
+// ScratchDir is where the agent mounts the sandbox's scratch disk (ext4,
+// made by the host) in the guest.
+const ScratchDir = "/run/skiff/scratch"
+
+// ScratchSerial is the virtio-blk serial of the scratch disk: the agent
+// finds the disk by it (/sys/block/vd*/serial), never by probe order.
+// virtio-blk serials hold at most 20 bytes.
+const ScratchSerial = "skiff-scratch"
+
+// Scratch is what a container needs of the scratch disk: the disk (by
+// its serial) mounted at ScratchDir, and Dirs made on it (clean paths
+// below ScratchDir), which the container's spec bind-mounts. Removed, a
+// container's directories below ScratchDir/c/<id> go with it; the others
+// (a pod's shared volumes) stay until the sandbox goes.
+type Scratch struct {
+	Serial string `json:"serial"`
+	// Size is the disk's size in bytes: the agent mounts it once the
+	// guest's driver sees that capacity (a clone's guest may first show
+	// its template's).
+	Size int64    `json:"size,omitempty"`
+	Dirs []string `json:"dirs"`
 }
 
 // CreateContainerResponse reports the guest PID of the container's process.

@@ -40,6 +40,10 @@ type WarmRequest struct {
 	Share Share       `json:"share"`
 	Spec  *specs.Spec `json:"spec"`
 	Run   bool        `json:"run,omitempty"`
+	// Scratch, for a pooled VM (whose disk is the one its sandbox will
+	// have), mounts the scratch disk now, off the sandbox's start. Never
+	// for a template: its disk is a placeholder clones replace.
+	Scratch *Scratch `json:"scratch,omitempty"`
 }
 
 // WarmResponse says whether the throwaway container ran (Run, in a guest

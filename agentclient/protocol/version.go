@@ -4,4 +4,4 @@ package protocol
 
 // Version is bumped whenever a message changes incompatibly. The host
 // refuses an agent that reports another version.
-const Version = 1
+const Version = 2

@@ -33,9 +33,10 @@ var forbidden = map[string][]string{
 	"sandbox/factory": {"sandbox/shim", "sandbox/state", "sandbox/shimctl", "commands"},
 	// Host plumbing: siblings that never import each other, nor anything
 	// above them.
-	"sandbox/hostnet":    {"sandbox/hostfs", "sandbox/hostcgroup", "sandbox/factory", "sandbox/shim", "sandbox/state", "sandbox/shimctl", "=agentclient"},
-	"sandbox/hostfs":     {"sandbox/hostnet", "sandbox/hostcgroup", "sandbox/factory", "sandbox/shim", "sandbox/state", "sandbox/shimctl"},
-	"sandbox/hostcgroup": {"sandbox/hostnet", "sandbox/hostfs", "sandbox/factory", "sandbox/shim", "sandbox/state", "sandbox/shimctl", "hypervisor", "=agentclient"},
+	"sandbox/hostnet":    {"sandbox/hostfs", "sandbox/hostdisk", "sandbox/hostcgroup", "sandbox/factory", "sandbox/shim", "sandbox/state", "sandbox/shimctl", "=agentclient"},
+	"sandbox/hostfs":     {"sandbox/hostnet", "sandbox/hostdisk", "sandbox/hostcgroup", "sandbox/factory", "sandbox/shim", "sandbox/state", "sandbox/shimctl"},
+	"sandbox/hostdisk":   {"sandbox/hostnet", "sandbox/hostfs", "sandbox/hostcgroup", "sandbox/factory", "sandbox/shim", "sandbox/state", "sandbox/shimctl", "=agentclient"},
+	"sandbox/hostcgroup": {"sandbox/hostnet", "sandbox/hostfs", "sandbox/hostdisk", "sandbox/factory", "sandbox/shim", "sandbox/state", "sandbox/shimctl", "hypervisor", "=agentclient"},
 	// Leaf helpers import nothing of skiff's but each other.
 	"internal": {"sandbox", "hypervisor", "agent", "commands", "config"},
 }

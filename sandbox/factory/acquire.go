@@ -252,6 +252,16 @@ func globalArgs(argv []string) []string {
 	return argv[:1]
 }
 
+// PooledDisk is the scratch disk file of a VM taken from the pool (its
+// QEMU opened it, and its filler made the filesystem on it), "" for a VM
+// the sandbox's own file is given to.
+func (l *Lease) PooledDisk() string {
+	if l.pooled == nil {
+		return ""
+	}
+	return l.pooled.m.disk()
+}
+
 // Release undoes what the factory holds for the sandbox once its VM has
 // stopped (or never started): a restored VM's spare taps, a pooled VM's
 // member and lock.
@@ -312,6 +322,10 @@ func (f *Factory) takePooled(r Request) (*pooledVM, bool) {
 		return nil, false
 	}
 	if n, err := r.NICs(); err != nil || n > templateNICs {
+		return nil, false
+	}
+	// Pooled VMs have a disk of the configured size behind them.
+	if size, err := config.ScratchBytes(f.cfg.Storage.ScratchSize); err != nil || r.Config.Disks[0].Size != size {
 		return nil, false
 	}
 	key, err := templateKey(r.Config)

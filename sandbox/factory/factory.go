@@ -21,6 +21,7 @@ import (
 	"github.com/skiff-oci/skiff/hypervisor"
 	"github.com/skiff-oci/skiff/internal/fspath"
 	"github.com/skiff-oci/skiff/sandbox/hostcgroup"
+	"github.com/skiff-oci/skiff/sandbox/hostdisk"
 	"github.com/skiff-oci/skiff/sandbox/hostfs"
 	"github.com/skiff-oci/skiff/sandbox/hostnet"
 )
@@ -62,9 +63,26 @@ type host struct {
 	// protect makes a directory a VM exports read-only to it.
 	protect  func(dir string) error
 	joinRoot func() error
+	// makeDisk makes a scratch disk file of size bytes at path, formatted
+	// when format (hostdisk).
+	makeDisk func(path string, size int64, format bool) error
 }
 
-var onHost = host{spareTaps: hostnet.SpareTapsPinned, bindShare: hostfs.BindShare, protect: hostfs.ProtectDir, joinRoot: hostcgroup.JoinRoot}
+var onHost = host{spareTaps: hostnet.SpareTapsPinned, bindShare: hostfs.BindShare, protect: hostfs.ProtectDir, joinRoot: hostcgroup.JoinRoot,
+	makeDisk: makeDisk}
+
+// makeDisk is host.makeDisk on the host. On error nothing is left.
+func makeDisk(path string, size int64, format bool) error {
+	d, err := hostdisk.Create(path, size)
+	if err != nil || !format {
+		return err
+	}
+	if err := d.Ready(); err != nil {
+		os.Remove(path)
+		return err
+	}
+	return nil
+}
 
 // Factory is the factory of one configuration.
 type Factory struct {

@@ -8,9 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skiff-oci/skiff/config"
 	"github.com/skiff-oci/skiff/hypervisor"
 	"github.com/skiff-oci/skiff/internal/fakevm"
 	"github.com/skiff-oci/skiff/internal/ocitest"
+	"github.com/skiff-oci/skiff/sandbox/hostdisk"
 	"github.com/skiff-oci/skiff/sandbox/hostfs"
 	"github.com/skiff-oci/skiff/sandbox/oci"
 )
@@ -28,8 +30,17 @@ func testFactory(t *testing.T, template bool, cache int) (*Factory, *fakevm.VMM)
 		bindShare: func(hypervisor.Share, string) error { return nil },
 		protect:   func(string) error { return nil },
 		joinRoot:  func() error { return nil },
+		makeDisk: func(path string, size int64, format bool) error {
+			return os.WriteFile(path, nil, 0o600)
+		},
 	}
 	return f, vmm
+}
+
+// scratchDisk is a sandbox's scratch disk of the default size.
+func scratchDisk(path string) hypervisor.Disk {
+	size, _ := config.ScratchBytes(config.Default().Storage.ScratchSize)
+	return hypervisor.Disk{ID: hostdisk.DiskID, Path: path, Serial: "skiff-scratch", Size: size}
 }
 
 // acquire asks f for a sandbox's VM as the shim does.
@@ -49,6 +60,7 @@ func acquire(t *testing.T, f *Factory) (*Lease, *VM, error) {
 		t.Fatal(err)
 	}
 	c.Shares = plan.Host
+	c.Disks = []hypervisor.Disk{scratchDisk(filepath.Join(sb, "scratch.img"))}
 	c.AgentSocket, c.QMPSocket = filepath.Join(sb, "agent.sock"), filepath.Join(sb, "qmp.sock")
 	c.ConsoleLog, c.StderrLog, c.PIDFile = filepath.Join(sb, "console.log"), filepath.Join(sb, "qemu.log"), filepath.Join(sb, "qemu.pid")
 	l := f.Reserve(Request{Config: c, Dir: sb, NICs: func() (int, error) { return 0, nil }})

@@ -21,8 +21,10 @@ import (
 
 	"github.com/skiff-oci/skiff/agentclient"
 	"github.com/skiff-oci/skiff/agentclient/protocol"
+	"github.com/skiff-oci/skiff/config"
 	"github.com/skiff-oci/skiff/hypervisor"
 	"github.com/skiff-oci/skiff/internal/flock"
+	"github.com/skiff-oci/skiff/sandbox/hostdisk"
 	"github.com/skiff-oci/skiff/sandbox/hostfs"
 )
 
@@ -84,6 +86,9 @@ func (m member) slot(tag string) string {
 	return filepath.Join(m.Dir, "slots", tag)
 }
 func (m member) content(tag string) string { return filepath.Join(m.slot(tag), poolContent) }
+
+// disk is the member's scratch disk file: it becomes the sandbox's.
+func (m member) disk() string { return filepath.Join(m.Dir, "scratch.img") }
 
 // vmFiles are the member's VM files, by the name a state directory gives
 // them (Dir's accessors).
@@ -382,7 +387,11 @@ func (f *Factory) fillOne(ctx context.Context, base hypervisor.Config, t Templat
 			m.remove()
 		}
 	}()
-	c, err := m.cloneConfig(base, t, f.host.protect)
+	size, err := config.ScratchBytes(f.cfg.Storage.ScratchSize)
+	if err != nil {
+		return err
+	}
+	c, err := m.cloneConfig(base, t, size, f.host.protect, f.host.makeDisk)
 	if err != nil {
 		return err
 	}
@@ -400,7 +409,7 @@ func (f *Factory) fillOne(ctx context.Context, base hypervisor.Config, t Templat
 	if err != nil {
 		return fmt.Errorf("pooled VM's agent: %w", err)
 	}
-	f.warmPooled(ctx, agent, m)
+	f.warmPooled(ctx, agent, m, size)
 	agent.Close()
 	info, err := m.read()
 	if err == nil {
@@ -439,7 +448,8 @@ func (p Pool) newMember(key string) (member, *os.File, error) {
 // cloneConfig is the VM of a member: a clone of t whose every share slot
 // exports an empty directory of the member's, where a sandbox's files
 // will be bind-mounted.
-func (m member) cloneConfig(base hypervisor.Config, t Template, protect func(string) error) (hypervisor.Config, error) {
+func (m member) cloneConfig(base hypervisor.Config, t Template, size int64, protect func(string) error,
+	makeDisk func(string, int64, bool) error) (hypervisor.Config, error) {
 	c := hypervisor.Config{
 		Name: "skiff-pool-" + filepath.Base(m.Dir), Binary: base.Binary, Kernel: base.Kernel, Initrd: base.Initrd,
 		KernelParams: base.KernelParams, Machine: base.Machine, Accel: base.Accel, VCPUs: base.VCPUs, MemoryMiB: base.MemoryMiB,
@@ -457,12 +467,19 @@ func (m member) cloneConfig(base hypervisor.Config, t Template, protect func(str
 	}
 	c = m.vmConfig(withSlots(c, t.empty()))
 	c.MemoryFile, c.MemoryShared, c.Incoming = t.memory(), false, true
+	// The disk a sandbox taking the VM will use, at the configured size
+	// (a sandbox asking another size is not served by the pool), made
+	// into a filesystem here, off any sandbox's start.
+	if err := makeDisk(m.disk(), size, true); err != nil {
+		return c, err
+	}
+	c.Disks = []hypervisor.Disk{{ID: hostdisk.DiskID, Path: m.disk(), Serial: protocol.ScratchSerial, Size: size}}
 	return c, nil
 }
 
 // warmPooled has a pooled VM run a throwaway container once, best effort:
 // a guest that cannot warm up still serves.
-func (f *Factory) warmPooled(ctx context.Context, agent *agentclient.Client, m member) {
+func (f *Factory) warmPooled(ctx context.Context, agent *agentclient.Client, m member, size int64) {
 	bctx, cancel := context.WithTimeout(ctx, f.cfg.Hypervisor.BootTimeoutDuration())
 	defer cancel()
 	spec := warmSpec()
@@ -470,6 +487,9 @@ func (f *Factory) warmPooled(ctx context.Context, agent *agentclient.Client, m m
 		Share: protocol.Share{Tag: "rootfs", FSType: "9p", GuestPath: spec.Root.Path, ReadOnly: true},
 		Spec:  spec,
 		Run:   true,
+		// The VM's disk is its sandbox's to be (cloneConfig): mounted
+		// now, a sandbox's first scratch mount costs nothing.
+		Scratch: &protocol.Scratch{Serial: protocol.ScratchSerial, Size: size},
 	})
 	if err != nil {
 		slog.Debug("pool: warming the VM up", "error", err)

@@ -18,9 +18,11 @@ import (
 
 	"github.com/skiff-oci/skiff/agentclient"
 	"github.com/skiff-oci/skiff/agentclient/protocol"
+	"github.com/skiff-oci/skiff/config"
 	"github.com/skiff-oci/skiff/hypervisor"
 	"github.com/skiff-oci/skiff/internal/flock"
 	"github.com/skiff-oci/skiff/internal/logtail"
+	"github.com/skiff-oci/skiff/sandbox/hostdisk"
 	"github.com/skiff-oci/skiff/sandbox/hostfs"
 	"github.com/skiff-oci/skiff/sandbox/oci"
 )
@@ -56,6 +58,7 @@ func (t Template) memory() string { return filepath.Join(t.Dir, "memory") }
 func (t Template) state() string  { return filepath.Join(t.Dir, "state") }
 func (t Template) meta() string   { return filepath.Join(t.Dir, "template.json") }
 func (t Template) empty() string  { return filepath.Join(t.Dir, "empty") }
+func (t Template) disk() string   { return filepath.Join(t.Dir, "scratch.img") }
 
 // TemplateInfo is template.json: what the template was made from.
 type TemplateInfo struct {
@@ -128,6 +131,11 @@ func templateKey(c hypervisor.Config) (string, error) {
 func templateEligible(c hypervisor.Config) bool {
 	n := slotsFor(c.Machine)
 	if len(c.NetDevices) > templateNICs || len(c.Shares) > n+1 {
+		return false
+	}
+	// A template carries one scratch disk; its clones bring their own
+	// file behind the same device.
+	if len(c.Disks) != 1 || c.Disks[0].ID != hostdisk.DiskID {
 		return false
 	}
 	tags := slotTagsN(n)
@@ -204,6 +212,13 @@ func (f *Factory) build(ctx context.Context, t Template, key string, base hyperv
 	if err := os.MkdirAll(t.empty(), 0o700); err != nil {
 		return err
 	}
+	// The template's own disk is a placeholder: its guest probes it (the
+	// warm-up loads virtio_blk) but never mounts it. Only device state
+	// migrates: a clone brings its own file behind the same device, and
+	// its size is announced to the guest after the restore (startClone).
+	if err := f.host.makeDisk(t.disk(), config.MinScratchSize, false); err != nil {
+		return err
+	}
 	c := t.vmConfig(key, base)
 	release, err := f.host.spareTaps(c.NetDevices, "")
 	if err != nil {
@@ -244,6 +259,7 @@ func (t Template) vmConfig(key string, base hypervisor.Config) hypervisor.Config
 		KernelParams: base.KernelParams, Machine: base.Machine, Accel: base.Accel, VCPUs: base.VCPUs, MemoryMiB: base.MemoryMiB,
 	}, t.empty())
 	c.MemoryFile, c.MemoryShared = t.memory(), true
+	c.Disks = []hypervisor.Disk{{ID: hostdisk.DiskID, Path: t.disk(), Serial: protocol.ScratchSerial, Size: config.MinScratchSize}}
 	c.AgentSocket = filepath.Join(t.Dir, "agent.sock")
 	c.QMPSocket = filepath.Join(t.Dir, "qmp.sock")
 	c.ConsoleLog = filepath.Join(t.Dir, "console.log")
@@ -324,6 +340,19 @@ func (f *Factory) startClone(ctx context.Context, t Template, c hypervisor.Confi
 		vm.Stop(ctx, stopTimeout)
 		t.remove()
 		return nil, err
+	}
+	// The clone's disk is not the template's placeholder, which the
+	// template's guest probed (its warm-up loads virtio_blk; a kernel
+	// with the driver built in probes it at boot): told the size, the
+	// guest reads the clone's own capacity. The agent waits for it
+	// before mounting. One QMP command, a few ms.
+	if ds, ok := vm.(hypervisor.DiskSizer); ok {
+		for _, d := range c.Disks {
+			if err := ds.AnnounceDiskSize(rctx, d.ID, d.Size); err != nil {
+				vm.Stop(ctx, stopTimeout)
+				return nil, err
+			}
+		}
 	}
 	return vm, nil
 }

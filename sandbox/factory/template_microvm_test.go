@@ -15,7 +15,7 @@ func TestTemplateSlotsOnMicrovm(t *testing.T) {
 	if n != templateSlots || slotsFor("q35") != templateSlots || slotsFor("") != templateSlots {
 		t.Fatalf("slotsFor: microvm %d, q35 %d, want %d", n, slotsFor("q35"), templateSlots)
 	}
-	c := hypervisor.Config{Machine: machine}
+	c := hypervisor.Config{Machine: machine, Disks: []hypervisor.Disk{scratchDisk("/s")}}
 	for _, tag := range slotTagsN(n) {
 		c.Shares = append(c.Shares, hypervisor.Share{Tag: tag})
 	}
@@ -23,7 +23,7 @@ func TestTemplateSlotsOnMicrovm(t *testing.T) {
 		t.Error("a full microvm sandbox is not eligible")
 	}
 	full := withSlots(hypervisor.Config{Machine: machine, Shares: c.Shares[:1]}, "/empty")
-	if d := 1 + len(full.Shares) + len(full.NetDevices); d > hypervisor.MaxVirtioDevices(machine) {
+	if d := 1 + len(full.Shares) + len(full.NetDevices) + 1; d > hypervisor.MaxVirtioDevices(machine) {
 		t.Errorf("a microvm template has %d virtio devices, more than its %d", d, hypervisor.MaxVirtioDevices(machine))
 	}
 	c.Shares = append(c.Shares, hypervisor.Share{Tag: "m2"})

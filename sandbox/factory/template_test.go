@@ -11,6 +11,10 @@ import (
 
 func TestTemplateEligibleAndSlots(t *testing.T) {
 	c := hypervisor.Config{Shares: []hypervisor.Share{{Tag: "rootfs", HostPath: "/r"}, {Tag: "m0", HostPath: "/d"}}}
+	if templateEligible(c) {
+		t.Error("a sandbox without its scratch disk is eligible: the template has one")
+	}
+	c.Disks = []hypervisor.Disk{scratchDisk("/s")}
 	if !templateEligible(c) {
 		t.Fatal("a sandbox with a rootfs and one bind is not eligible")
 	}
@@ -40,7 +44,7 @@ func TestTemplateEligibleAndSlots(t *testing.T) {
 	if templateEligible(c) {
 		t.Error("a sandbox with more NICs than the template is eligible")
 	}
-	many := hypervisor.Config{}
+	many := hypervisor.Config{Disks: c.Disks}
 	for _, tag := range append(slotTags(), "m99") {
 		many.Shares = append(many.Shares, hypervisor.Share{Tag: tag})
 	}

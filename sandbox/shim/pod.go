@@ -12,6 +12,7 @@ import (
 	"github.com/skiff-oci/skiff/agentclient"
 	"github.com/skiff-oci/skiff/agentclient/protocol"
 	"github.com/skiff-oci/skiff/sandbox/hostfs"
+	"github.com/skiff-oci/skiff/sandbox/oci"
 	"github.com/skiff-oci/skiff/sandbox/shimctl"
 )
 
@@ -74,14 +75,16 @@ func (s *shim) addContainer(ctx context.Context, id string, r shimctl.AddContain
 	if err := s.fits(id, b.Spec); err != nil {
 		return nil, nil, err
 	}
-	plan, err := hostfs.PlanPodContainer(string(s.dir), id, b, s.guestDirs)
+	plan, scratch, _, err := s.planFiles(id, b, func(b *oci.Bundle) (*hostfs.Plan, error) {
+		return hostfs.PlanPodContainer(string(s.dir), id, b, s.guestDirs)
+	})
 	if err != nil {
 		return nil, nil, err
 	}
 	if err := plan.MountPodBinds(); err != nil {
 		return nil, nil, err
 	}
-	if err := s.createInGuest(ctx, c, plan, s.main.id()); err != nil {
+	if err := s.createInGuest(ctx, c, plan, scratch, s.main.id()); err != nil {
 		return nil, nil, err
 	}
 	created = true

@@ -32,6 +32,7 @@ import (
 	"github.com/skiff-oci/skiff/internal/unixsock"
 	"github.com/skiff-oci/skiff/sandbox/factory"
 	"github.com/skiff-oci/skiff/sandbox/hostcgroup"
+	"github.com/skiff-oci/skiff/sandbox/hostdisk"
 	"github.com/skiff-oci/skiff/sandbox/hostfs"
 	"github.com/skiff-oci/skiff/sandbox/hostnet"
 	"github.com/skiff-oci/skiff/sandbox/oci"
@@ -60,6 +61,9 @@ type shim struct {
 	factory *factory.Factory
 	lease   *factory.Lease
 	vm      *factory.VM
+	// disk is the sandbox's scratch disk (its file is removed with the
+	// sandbox's directory, or the pooled VM's).
+	disk *hostdisk.Disk
 
 	shutdown chan struct{} // closed when a verb asked the shim to stop the VM
 	once     sync.Once
@@ -171,7 +175,9 @@ func (s *shim) boot(id string, o Options) error {
 	}
 	s.main = c
 	role, _ := oci.PodRole(b.Spec)
-	plan, err := hostfs.PlanShares(string(s.dir), b, role == oci.RoleSandbox)
+	plan, scratch, targets, err := s.planFiles(id, b, func(b *oci.Bundle) (*hostfs.Plan, error) {
+		return hostfs.PlanShares(string(s.dir), b, role == oci.RoleSandbox)
+	})
 	if err != nil {
 		return err
 	}
@@ -179,16 +185,16 @@ func (s *shim) boot(id string, o Options) error {
 		return err
 	}
 	if b.Spec.Root.Readonly {
-		if err := hostfs.CreateMountTargets(b.Rootfs, b.Spec.Mounts); err != nil {
+		if err := hostfs.CreateMountTargets(b.Rootfs, targets); err != nil {
 			return err
 		}
 	}
 	ctx := context.Background()
-	if err := s.startVM(ctx, b.Spec, plan); err != nil {
+	if err := s.startVM(ctx, b.Spec, plan, scratch.Scratch != nil); err != nil {
 		return err
 	}
 	s.guestDirs = plan.GuestDirs()
-	if err := s.createInGuest(ctx, c, plan, ""); err != nil {
+	if err := s.createInGuest(ctx, c, plan, scratch, ""); err != nil {
 		return err
 	}
 	cctx, cancel := context.WithTimeout(ctx, agentclient.DefaultCallTimeout)
@@ -217,9 +223,12 @@ func (s *shim) load(id, consoleSocket string) (*container, *oci.Bundle, error) {
 
 // startVM gets the sandbox's VM from the factory, sized for spec, with
 // the shares of plan, connected to spec's network.
-func (s *shim) startVM(ctx context.Context, spec *specs.Spec, plan *hostfs.Plan) error {
+func (s *shim) startVM(ctx context.Context, spec *specs.Spec, plan *hostfs.Plan, scratch bool) error {
 	c, err := s.vmConfig(ctx, spec, plan)
 	if err != nil {
+		return err
+	}
+	if err := s.makeDisk(spec, &c); err != nil {
 		return err
 	}
 	s.vcpus, s.memMiB = c.VCPUs, c.MemoryMiB
@@ -235,6 +244,14 @@ func (s *shim) startVM(ctx context.Context, spec *specs.Spec, plan *hostfs.Plan)
 		return err
 	}
 	defer nw.CloseTaps() // the VMM holds its own copies once started
+	if err := s.useLeaseDisk(); err != nil {
+		return err
+	}
+	if scratch {
+		// mkfs runs while the VM starts: the first container needs the
+		// filesystem only when the agent mounts it.
+		s.disk.FormatAsync()
+	}
 	if s.vm, err = s.lease.Start(ctx, nw.Devices(), plan, nw); err != nil {
 		return err
 	}
@@ -253,10 +270,20 @@ func (s *shim) startVM(ctx context.Context, spec *specs.Spec, plan *hostfs.Plan)
 // createInGuest creates c in the guest, stopped before its first
 // instruction, and runs the create-time hooks. A pod's container names
 // its sandbox container, whose namespaces it joins.
-func (s *shim) createInGuest(ctx context.Context, c *container, plan *hostfs.Plan, sandbox string) error {
+func (s *shim) createInGuest(ctx context.Context, c *container, plan *hostfs.Plan, scratch *hostdisk.Plan, sandbox string) error {
+	var req *protocol.Scratch
+	if scratch.Scratch != nil {
+		if err := s.disk.Ready(); err != nil {
+			return err
+		}
+		r := *scratch.Scratch
+		r.Size = s.disk.Size
+		req = &r
+	}
 	cctx, cancel := context.WithTimeout(ctx, agentclient.DefaultCallTimeout)
 	defer cancel()
-	pid, err := s.vm.Agent.CreateContainer(cctx, &protocol.CreateContainerRequest{ID: c.id(), Spec: plan.Spec, Shares: plan.Guest, Sandbox: sandbox})
+	pid, err := s.vm.Agent.CreateContainer(cctx, &protocol.CreateContainerRequest{ID: c.id(), Spec: plan.Spec, Shares: plan.Guest,
+		Scratch: req, Sandbox: sandbox})
 	if err != nil {
 		return fmt.Errorf("create container in the guest: %w", err)
 	}
@@ -346,6 +373,9 @@ func (s *shim) teardown() {
 			s.log.Warn("stop VM", "error", err)
 		}
 		cancel()
+	}
+	if s.disk != nil {
+		s.disk.Wait()
 	}
 	if s.lease != nil {
 		s.lease.Release()

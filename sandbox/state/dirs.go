@@ -43,6 +43,9 @@ func (d SandboxDir) ConsoleLog() string  { return d.path("console.log") }
 func (d SandboxDir) QEMULog() string     { return d.path("qemu.log") }
 func (d SandboxDir) QEMUPIDFile() string { return d.path("qemu.pid") }
 
+// ScratchImage is the sandbox's scratch disk, a sparse file (hostdisk).
+func (d SandboxDir) ScratchImage() string { return d.path("scratch.img") }
+
 // FilesDir and DirsDir hold the bind mounts of the files and directories
 // the sandbox's containers bind-mount (hostfs).
 func (d SandboxDir) FilesDir() string { return d.path("files") }

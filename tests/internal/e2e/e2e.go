@@ -179,7 +179,8 @@ func buildRootfs(dir string) error {
 	}
 	for _, d := range []string{
 		"bin", "etc", "proc", "sys", "dev", "tmp", "root", "home/user",
-		"srv/app", "mnt/ro", "mnt/rw", "scratch",
+		"srv/app", "mnt/ro", "mnt/rw", "scratch", "data",
+		"var/lib/containers", "var/lib/docker", "var/lib/buildkit",
 	} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return err
