@@ -119,10 +119,10 @@ func TestQEMURunsJailed(t *testing.T) {
 			t.Errorf("QEMU %d sees %s", qemu, p)
 		}
 	}
-	// Of the test's directory (state root, bundles) it sees at most the
-	// boot files and its own pidfile.
+	// Of the test's directory (state root, bundles) it sees at most its
+	// own pidfile and scratch disk.
 	filepath.Walk(procPath(qemu, "root"+e.Dir), func(p string, fi os.FileInfo, err error) error {
-		if err == nil && !fi.IsDir() && fi.Name() != "qemu.pid" {
+		if err == nil && !fi.IsDir() && fi.Name() != "qemu.pid" && fi.Name() != "scratch.img" {
 			t.Errorf("QEMU %d sees %s", qemu, strings.TrimPrefix(p, procPath(qemu, "root")))
 		}
 		return nil
