@@ -118,6 +118,7 @@ bench: all $(FLOOR_INITRD)
 	GO=$(GO) scripts/bench.sh
 	scripts/bench-more.sh
 	GO=$(GO) scripts/bench-pods.sh
+	scripts/bench-density.sh
 
 install: all
 	install -d $(BINDIR) $(SHAREDIR)
