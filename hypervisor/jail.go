@@ -108,8 +108,15 @@ func runJail(s jailSpec, argv []string) error {
 // jailRoot is where the new root is assembled: any directory does, as the
 // mount on it is this namespace's alone; the sources are opened first, so
 // that it hiding something of the host's (a state root in /tmp) does not
-// matter.
-const jailRoot = "/tmp"
+// matter. The first of jailRoots the host has.
+var jailRoot = func() string {
+	for _, d := range []string{"/tmp", "/mnt", "/var/tmp", "/run"} {
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+			return d
+		}
+	}
+	return "/tmp"
+}()
 
 func buildRoot(s jailSpec) error {
 	srcs := make([]*os.File, len(s.Binds))
