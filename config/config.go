@@ -61,6 +61,9 @@ type Factory struct {
 	// Cache is how many sandboxes of the default size wait, restored from
 	// the template and connected, for create to take (0: no pool).
 	Cache int `toml:"cache"`
+	// CacheAuto sizes the pool from the recent start rate, with Cache
+	// its bound.
+	CacheAuto bool `toml:"cache_auto"`
 }
 
 // Storage configures where containers' files live.
@@ -179,6 +182,9 @@ func (c *Config) validate() error {
 	}
 	if c.Factory.Cache < 0 || c.Factory.Cache > MaxCache {
 		return fmt.Errorf("factory.cache = %d: must be between 0 and %d", c.Factory.Cache, MaxCache)
+	}
+	if c.Factory.CacheAuto && c.Factory.Cache == 0 {
+		return fmt.Errorf("factory.cache_auto = true needs factory.cache, the pool's bound, above 0")
 	}
 	if c.Factory.Cache > 0 && !c.Factory.Template {
 		return fmt.Errorf("factory.cache = %d needs factory.template = true: pooled sandboxes are restored from the template", c.Factory.Cache)

@@ -44,6 +44,7 @@ func TestLoadErrorsNameTheProblem(t *testing.T) {
 		"[factory]\ncache = -1":                   "factory.cache = -1",
 		"[factory]\ncache = 1000":                 "between 0 and 64",
 		"[factory]\ncache = 2\ntemplate = false":  "needs factory.template = true",
+		"[factory]\ncache_auto = true":            "cache_auto = true needs factory.cache",
 	}
 	for body, want := range cases {
 		_, err := Load(writeConfig(t, body))

@@ -332,6 +332,9 @@ func (f *Factory) takePooled(r Request) (*pooledVM, bool) {
 	if err != nil {
 		return nil, false
 	}
+	if fc.CacheAuto {
+		recordStart(f.pool().Dir, time.Now())
+	}
 	m, lock, _ := f.pool().take(key, r.Dir)
 	if m == nil {
 		// The pool ran dry (or its VMs died): fill it for the next one.

@@ -328,9 +328,14 @@ func (f *Factory) fill(ctx context.Context, once bool) error {
 		if err != nil {
 			return err
 		}
-		if n := p.sweep(key); n >= f.cfg.Factory.Cache {
-			// cache was lowered: stop what is beyond it.
-			p.trim(key, n-f.cfg.Factory.Cache)
+		target := f.poolTarget(time.Now())
+		if n := p.sweep(key); n >= target {
+			// cache was lowered, or the start rate fell: stop what
+			// is beyond it.
+			if n > target {
+				slog.Debug("pool: trimming", "waiting", n, "target", f.describeTarget(target))
+			}
+			p.trim(key, n-target)
 			return nil
 		}
 		if err := f.fillOne(ctx, base, t, key); err != nil {
