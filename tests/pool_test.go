@@ -319,3 +319,41 @@ func TestPoolUnderPodman(t *testing.T) {
 		before = after
 	}
 }
+
+// An auto-sized pool (cache_auto) keeps one VM waiting while nothing
+// starts, and grows towards its bound when sandboxes start in a burst.
+func TestPoolSizedByStartRate(t *testing.T) {
+	e2e.SkiffOnly(t)
+	e := e2e.NewEnv(t)
+	cfg, _ := e.FactoryConfig(3)
+	f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("cache_auto = true\n")
+	f.Close()
+	e.MustOK(e.RT("--config", cfg, "factory", "init"))
+	waitPoolReady(e, cfg, 1)
+
+	b := e.Bundle("burst", []string{"/bin/true"})
+	for i := 0; i < 3; i++ {
+		e.MustOK(e.RT("--config", cfg, "run", "--bundle", b, e.ID(fmt.Sprintf("burst%d", i))))
+	}
+	// Three starts in the last minute: the refills aim at three.
+	var all []poolMember
+	e2e.PollFor(t, 60*time.Second, func() bool {
+		all = poolStatus(e, cfg)
+		return len(all) >= 2
+	}, func() string { return fmt.Sprintf("the pool did not grow after a burst of starts: %+v", all) })
+	// Let the refills finish before the factory is destroyed (a filler
+	// at work would start a VM after that).
+	e2e.PollFor(t, 120*time.Second, func() bool {
+		all = poolStatus(e, cfg)
+		for _, m := range all {
+			if m.state != "ready" {
+				return false
+			}
+		}
+		return len(all) > 0
+	}, func() string { return fmt.Sprintf("the pool never settled: %+v", all) })
+}
