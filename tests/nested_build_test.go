@@ -4,7 +4,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -62,7 +61,7 @@ podman --storage-driver overlay run --rm --network none --ulimit nofile=1024:102
 				// the host's bounding set holds (not CAP_SYS_RESOURCE
 				// here); skiff's guest has them all.
 				c := s.Process.Capabilities
-				c.Bounding, c.Effective, c.Permitted = hostBounded(c.Bounding), hostBounded(c.Effective), hostBounded(c.Permitted)
+				c.Bounding, c.Effective, c.Permitted = e2e.HostBounded(c.Bounding), e2e.HostBounded(c.Effective), e2e.HostBounded(c.Permitted)
 			}
 			// As podman --privileged: every device allowed, sysfs and
 			// the cgroup tree writable.
@@ -96,35 +95,4 @@ podman --storage-driver overlay run --rm --network none --ulimit nofile=1024:102
 			t.Errorf("the image store reached the host directory %s: %v", storage, ents)
 		}
 	}
-}
-
-// hostBounded keeps the capabilities in this process's bounding set.
-func hostBounded(caps []string) []string {
-	b, _ := os.ReadFile("/proc/self/status")
-	var mask uint64
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "CapBnd:"); ok {
-			mask, _ = strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-		}
-	}
-	var kept []string
-	for _, c := range caps {
-		if n, ok := capNumber[c]; ok && mask&(1<<n) != 0 {
-			kept = append(kept, c)
-		}
-	}
-	return kept
-}
-
-var capNumber = map[string]uint{
-	"CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_DAC_READ_SEARCH": 2, "CAP_FOWNER": 3, "CAP_FSETID": 4,
-	"CAP_KILL": 5, "CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETPCAP": 8, "CAP_LINUX_IMMUTABLE": 9,
-	"CAP_NET_BIND_SERVICE": 10, "CAP_NET_BROADCAST": 11, "CAP_NET_ADMIN": 12, "CAP_NET_RAW": 13,
-	"CAP_IPC_LOCK": 14, "CAP_IPC_OWNER": 15, "CAP_SYS_MODULE": 16, "CAP_SYS_RAWIO": 17,
-	"CAP_SYS_CHROOT": 18, "CAP_SYS_PTRACE": 19, "CAP_SYS_PACCT": 20, "CAP_SYS_ADMIN": 21,
-	"CAP_SYS_BOOT": 22, "CAP_SYS_NICE": 23, "CAP_SYS_RESOURCE": 24, "CAP_SYS_TIME": 25,
-	"CAP_SYS_TTY_CONFIG": 26, "CAP_MKNOD": 27, "CAP_LEASE": 28, "CAP_AUDIT_WRITE": 29,
-	"CAP_AUDIT_CONTROL": 30, "CAP_SETFCAP": 31, "CAP_MAC_OVERRIDE": 32, "CAP_MAC_ADMIN": 33,
-	"CAP_SYSLOG": 34, "CAP_WAKE_ALARM": 35, "CAP_BLOCK_SUSPEND": 36, "CAP_AUDIT_READ": 37,
-	"CAP_PERFMON": 38, "CAP_BPF": 39, "CAP_CHECKPOINT_RESTORE": 40,
 }
