@@ -191,6 +191,9 @@ func (s *shim) boot(id string, o Options) error {
 	if err := s.createInGuest(ctx, c, plan, ""); err != nil {
 		return err
 	}
+	if err := hostcgroup.Limit(string(s.dir), b.Spec); err != nil {
+		return err
+	}
 	cctx, cancel := context.WithTimeout(ctx, agentclient.DefaultCallTimeout)
 	defer cancel()
 	return s.attachStdio(cctx, c)
