@@ -144,6 +144,12 @@ func Run(root state.Root, id string, ready *os.File, o Options) int {
 
 	status := s.wait()
 	s.log.Debug("container exited", "status", status)
+	// Stopped from now on: the VM's teardown below takes seconds under
+	// TCG, and a caller that saw the process exit (or killed it) must be
+	// able to delete it meanwhile, as with runc.
+	if err := touch(s.main.dir.ExitedMarker()); err != nil {
+		s.log.Warn("mark the container exited", "error", err)
+	}
 	s.teardown()
 	s.log.Debug("shim exits", "status", status)
 	return status
