@@ -197,12 +197,14 @@ func (s *shim) boot(id string, o Options) error {
 	if err := s.createInGuest(ctx, c, plan, ""); err != nil {
 		return err
 	}
-	if err := hostcgroup.Limit(string(s.dir), b.Spec); err != nil {
-		return err
-	}
 	cctx, cancel := context.WithTimeout(ctx, agentclient.DefaultCallTimeout)
 	defer cancel()
-	return s.attachStdio(cctx, c)
+	if err := s.attachStdio(cctx, c); err != nil {
+		return err
+	}
+	// Last: the CPU quota throttles this process and QEMU alike, and a
+	// tenth of a CPU would make the set-up above take seconds.
+	return hostcgroup.Limit(string(s.dir), b.Spec)
 }
 
 // load reads container id's record and bundle.
