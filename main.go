@@ -33,9 +33,11 @@ container's process: it relays stdio and exits with its exit status.
 
 Where skiff differs from runc: create and run boot a VM (or restore one from
 a saved VM template) before the container exists; state's "pid" is the host
-process standing for the container, not a process of the container; kill's
-signal goes into the VM, to the container's processes in the guest; ps shows
-guest PIDs. debug-console (off unless enabled in the configuration) opens a
+process standing for the container, not a process of the container, and
+the container is stopped once its process exited, while that host process
+still stops the VM; kill's signal goes into the VM, to the container's
+processes in the guest (right after start, once the program has a handler
+for it); ps shows guest PIDs. debug-console (off unless enabled in the configuration) opens a
 shell in the guest itself. Each verb's help says more.
 
 Storage: the rootfs and bind mounts reach the guest over virtio-9p. Scratch

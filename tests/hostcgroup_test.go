@@ -81,3 +81,80 @@ func TestHostCgroup(t *testing.T) {
 		t.Errorf("create with cgroupsPath / says %q, want it to name linux.cgroupsPath", msg)
 	}
 }
+
+// The spec's pids, CPU and cpuset limits hold on the host cgroup of the
+// container's PID, as runc writes them, for an absolute and a relative
+// cgroupsPath (what the OCI validation programs linux_cgroups_pids,
+// _cpus and their relative forms read); for skiff that cgroup holds the
+// whole VM, QEMU included. delete removes it.
+func TestHostCgroupLimits(t *testing.T) {
+	e := e2e.NewEnv(t)
+	for _, c := range []struct{ name, path string }{
+		{"absolute", "/skiff-limits-%d"},
+		{"relative", "skiff-limits-rel-%d/c"},
+	} {
+		e.Step(c.name, func(e *e2e.Env) {
+			t := e.T
+			id := e.ID("hcl-" + c.name)
+			path := strings.ReplaceAll(c.path, "%d", strconv.FormatInt(e.Num, 10))
+			pids, shares, quota, period := int64(1000), uint64(2048), int64(50000), uint64(100000)
+			b := e.Bundle("hcl-"+c.name, []string{"sleep", "1000"}, func(s *specs.Spec) {
+				s.Linux.CgroupsPath = path
+				if s.Linux.Resources == nil {
+					s.Linux.Resources = &specs.LinuxResources{}
+				}
+				s.Linux.Resources.Pids = &specs.LinuxPids{Limit: &pids}
+				s.Linux.Resources.CPU = &specs.LinuxCPU{Shares: &shares, Quota: &quota, Period: &period, Cpus: "0", Mems: "0"}
+			})
+			pid, _ := e.Create(id, b)
+			dirs := map[string]string{}
+			for _, ctl := range []string{"pids", "cpu", "cpuset"} {
+				dir := e2e.ProcCgroupDir(t, pid, ctl)
+				dirs[ctl] = dir
+				// runc takes a relative path from its own cgroup, skiff
+				// from the root: both end in it.
+				if !strings.HasSuffix(dir, "/"+strings.TrimPrefix(path, "/")) {
+					t.Errorf("%s cgroup of the container's PID %d is %s, want it to end in %s", ctl, pid, dir, path)
+				}
+			}
+			want := map[string]map[string]string{
+				"pids":   {"pids.max": "1000"},
+				"cpuset": {"cpuset.cpus": "0", "cpuset.mems": "0"},
+				"cpu":    {"cpu.shares": "2048", "cpu.cfs_period_us": "100000", "cpu.cfs_quota_us": "50000"},
+			}
+			if e2e.CgroupV2() {
+				want["cpu"] = map[string]string{"cpu.weight": "79", "cpu.max": "50000 100000"}
+			}
+			for ctl, files := range want {
+				for f, v := range files {
+					if got := e2e.CgroupValue(t, dirs[ctl], f); got != v {
+						t.Errorf("host %s/%s = %q, want %q (from the spec)", dirs[ctl], f, got, v)
+					}
+				}
+			}
+			if e2e.IsSkiff() {
+				qemu := e.QEMUPID(id)
+				for ctl, dir := range dirs {
+					if got := e2e.ProcCgroupDir(t, qemu, ctl); got != dir {
+						t.Errorf("QEMU (%d) is in %s cgroup %s, want the sandbox's %s", qemu, ctl, got, dir)
+					}
+				}
+			}
+			e.MustOK(e.RT("delete", "--force", id))
+			for _, dir := range dirs {
+				if !strings.HasSuffix(dir, "/"+strings.TrimPrefix(path, "/")) {
+					continue // reported above; never a host's own cgroup
+				}
+				if _, err := os.Stat(dir); !os.IsNotExist(err) {
+					t.Errorf("host cgroup %s still there after delete (%v)", dir, err)
+					os.Remove(dir)
+				}
+				// runc leaves the relative path's parent; skiff removes
+				// the ones it made.
+				if c.name == "relative" {
+					os.Remove(filepath.Dir(dir))
+				}
+			}
+		})
+	}
+}

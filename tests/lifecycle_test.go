@@ -264,3 +264,41 @@ func listTableHas(table, id, status string, pid int) bool {
 	}
 	return false
 }
+
+// kill right after start reaches the program's handler, and the container
+// is stopped, ready for delete, within moments of its process's exit (the
+// OCI validation program killsig): the shell's trap is set a hundred
+// milliseconds or more after start under emulation, and its init would
+// drop a signal that came first; skiff's shim then tears the VM down for
+// seconds, during which the container must already be stopped.
+func TestKillRightAfterStart(t *testing.T) {
+	e := e2e.NewEnv(t)
+	for _, sig := range []string{"TERM", "USR1"} {
+		e.Step(sig, func(e *e2e.Env) {
+			t := e.T
+			id := e.ID("killnow-" + strings.ToLower(sig))
+			// The shell is its namespace's init: a signal that lands
+			// before the trap is set is dropped, and one that lands
+			// between the trap and the wait leaves it waiting out the
+			// sleep. runc's shell is in its wait within a millisecond.
+			b := e.Bundle("killnow-"+strings.ToLower(sig), e2e.Sh(`trap "echo got-`+sig+`; exit 0" `+sig+`; sleep 10 & wait $!`))
+			pid, out := e.Create(id, b)
+			e.MustOK(e.RT("start", id))
+			e.MustOK(e.RT("kill", id, sig))
+			killed := time.Now()
+			for e.State(id).Status != "stopped" {
+				if time.Since(killed) > 5*time.Second {
+					data, _ := os.ReadFile(out)
+					t.Fatalf("still %s 5s after kill %s right after start (output %q): the signal was lost, or the stop not reported", e.State(id).Status, sig, data)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			t.Logf("stopped %v after kill (host process alive then: %v)", time.Since(killed).Round(time.Millisecond), e2e.Alive(pid))
+			e.MustOK(e.RT("delete", id))
+			if data, _ := os.ReadFile(out); !strings.Contains(string(data), "got-"+sig) {
+				t.Errorf("output %q, want got-%s from the trap", data, sig)
+			}
+			e.AssertNothingFor(id)
+		})
+	}
+}

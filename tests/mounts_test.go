@@ -98,3 +98,28 @@ func TestBindMountSeesLaterHostMounts(t *testing.T) {
 	e.WaitStatus(id, "stopped")
 	e.MustOK(e.RT("delete", id))
 }
+
+// In the container's mountinfo, a bind mount of a host directory is a
+// bind of a directory of that name (its root field ends in it), as with
+// runc: the OCI validation program mounts finds binds so. Propagation
+// options (shared, slave, private, unbindable) are accepted on binds.
+func TestBindMountRootNamesItsSource(t *testing.T) {
+	e := e2e.NewEnv(t)
+	dir := e.Mkdir("bind-source-name")
+	b := e.Bundle("bindroot", e2e.Sh(`while read id parent dev root point rest; do
+	case $point in /mnt/named-*) echo "$point=$root";; esac
+done < /proc/self/mountinfo`), e2e.Mounts(
+		e2e.Bind("/mnt/named-private", dir, "rbind", "rprivate"),
+		e2e.Bind("/mnt/named-shared", dir, "bind", "shared"),
+		e2e.Bind("/mnt/named-slave", dir, "rbind", "rslave"),
+		e2e.Bind("/mnt/named-unbindable", dir, "bind", "unbindable"),
+	))
+	r := e.MustOK(e.RT("run", "--bundle", b, e.ID("bindroot")))
+	kv := e2e.KeyValues(r.Stdout)
+	for _, m := range []string{"private", "shared", "slave", "unbindable"} {
+		root, ok := kv["/mnt/named-"+m]
+		if !ok || filepath.Base(root) != filepath.Base(dir) {
+			t.Errorf("/mnt/named-%s: mountinfo root %q, want one ending in /%s (output %q)", m, root, filepath.Base(dir), r.Stdout)
+		}
+	}
+}

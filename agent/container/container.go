@@ -19,8 +19,10 @@ package container
 import (
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -51,6 +53,12 @@ type Container struct {
 	mu      sync.Mutex
 	startW  *os.File
 	started bool
+	// execR is the ready pipe, whose EOF after Start says the user
+	// program was exec'd (or the init died); execed is closed then.
+	// startedAt is when Start released the init.
+	execR     *os.File
+	execed    chan struct{}
+	startedAt time.Time
 
 	warnings []string
 	console  *os.File // the terminal's master (process.terminal=true)
@@ -135,6 +143,9 @@ func (c *Container) Remove(timeout time.Duration) error {
 	if !c.started && c.startW != nil {
 		c.startW.Close() // it would never be released now
 	}
+	if !c.started && c.execR != nil {
+		c.execR.Close()
+	}
 	c.started = true
 	c.mu.Unlock()
 	if c.cgroup != "" {
@@ -167,7 +178,16 @@ func (c *Container) removeCgroup() bool {
 	return c.cgroup == "" || removeCgroupTree(c.cgroup)
 }
 
+// execWait bounds how long a signal waits for the user program's exec.
+const execWait = 2 * time.Second
+
+// handlerGrace is how long after Start a signal to the init that has no
+// handler for it is held until it has one (holdForHandler).
+const handlerGrace = 2 * time.Second
+
 // Start lets the process exec the user program. It may be called once.
+// It does not wait for the exec (start's latency is the container's);
+// a signal sent meanwhile does (holdForHandler).
 func (c *Container) Start() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -181,9 +201,83 @@ func (c *Container) Start() error {
 	_, err := c.startW.Write([]byte{0})
 	c.startW.Close()
 	if err != nil {
+		if c.execR != nil {
+			c.execR.Close()
+		}
 		return fmt.Errorf("release container process: %w", err)
 	}
+	c.startedAt = time.Now()
+	c.execed = make(chan struct{})
+	if r := c.execR; r != nil {
+		c.execR = nil
+		// Bounded by the deadline; it ends on its own.
+		go func() {
+			defer close(c.execed)
+			defer r.Close()
+			r.SetReadDeadline(time.Now().Add(execWait))
+			io.Copy(io.Discard, r)
+		}()
+	} else {
+		close(c.execed)
+	}
 	return nil
+}
+
+// holdForHandler holds a signal sent to the container's init in the first
+// moments after Start until the program is ready for it: it has a handler
+// for it and has gone to sleep (in a wait, a read, a poll), or
+// handlerGrace has passed, or the process ended. The kernel drops a
+// signal an init of a PID namespace has no handler for, and under
+// emulation a program's first instructions (a shell's trap, then its
+// wait) come a hundred milliseconds or more after Start, where under runc
+// they come within a millisecond: a caller that starts a container and at
+// once signals it must not lose the signal, nor have it land between the
+// handler and the wait, to the emulator's slowness. A signal sent later,
+// or one that cannot be caught, goes at once.
+func (c *Container) holdForHandler(sig unix.Signal) {
+	if sig == unix.SIGKILL || sig == unix.SIGSTOP || c.pidNS == hostPIDNS() {
+		return
+	}
+	c.mu.Lock()
+	at, execed := c.startedAt, c.execed
+	c.mu.Unlock()
+	if execed == nil {
+		return // not started: the init's own set-up takes it
+	}
+	// Before the exec, the init's handlers are the set-up's, not the
+	// program's.
+	<-execed
+	for time.Since(at) < handlerGrace && !c.exited() {
+		if ready, ok := readyFor(c.pid, sig); !ok || ready {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// readyFor reports whether process pid has a handler for sig (the SigCgt
+// mask of /proc/PID/status) and is asleep (State S) or stopped; ok is
+// false when that cannot be read.
+func readyFor(pid int, sig unix.Signal) (ready, ok bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false, false
+	}
+	var caught, asleep, sawMask bool
+	for _, line := range strings.Split(string(b), "\n") {
+		if st, found := strings.CutPrefix(line, "State:"); found {
+			st = strings.TrimSpace(st)
+			asleep = strings.HasPrefix(st, "S") || strings.HasPrefix(st, "T") || strings.HasPrefix(st, "t")
+		}
+		if mask, found := strings.CutPrefix(line, "SigCgt:"); found {
+			m, err := strconv.ParseUint(strings.TrimSpace(mask), 16, 64)
+			if err != nil {
+				return false, false
+			}
+			caught, sawMask = m&(1<<(uint(sig)-1)) != 0, true
+		}
+	}
+	return caught && asleep, sawMask
 }
 
 // Signal sends sig to the container's process, or with all to every process
@@ -193,6 +287,7 @@ func (c *Container) Signal(sig unix.Signal, all bool) error {
 		return nil // its PID may be reused now
 	}
 	if !all {
+		c.holdForHandler(sig)
 		return c.Child.Signal(sig)
 	}
 	if c.cgroup != "" {

@@ -239,3 +239,41 @@ func TestRemoveKillsAndWaits(t *testing.T) {
 		t.Error("a removed container started")
 	}
 }
+
+// A program is ready for a signal once it has a handler for it and
+// sleeps: a shell in its wait after a trap, not a sleeper with none.
+func TestReadyFor(t *testing.T) {
+	trap := exec.Command("/bin/sh", "-c", `trap "exit 0" TERM; sleep 5 & wait`)
+	plain := exec.Command("sleep", "5")
+	for _, c := range []*exec.Cmd{trap, plain} {
+		if err := c.Start(); err != nil {
+			t.Skip(err)
+		}
+		defer c.Wait()
+		defer c.Process.Kill()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ready, ok := readyFor(trap.Process.Pid, unix.SIGTERM)
+		if !ok {
+			t.Fatalf("cannot read the status of %d", trap.Process.Pid)
+		}
+		if ready {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a shell waiting with a TERM trap is not ready for TERM")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if ready, ok := readyFor(plain.Process.Pid, unix.SIGTERM); ready || !ok {
+		t.Errorf("sleep, with no handler: ready %v, ok %v; want not ready", ready, ok)
+	}
+	if ready, ok := readyFor(trap.Process.Pid, unix.SIGUSR1); ready || !ok {
+		t.Errorf("the shell, with no USR1 trap: ready %v, ok %v; want not ready for USR1", ready, ok)
+	}
+	if _, ok := readyFor(1<<22, unix.SIGTERM); ok {
+		t.Errorf("a process that does not exist: ok")
+	}
+}

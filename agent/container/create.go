@@ -118,6 +118,7 @@ func (c *Container) awaitReady(h *handshake, spec []byte) error {
 		}
 	}
 	c.startW = h.takeStart()
+	c.execR = h.takeReady()
 	return nil
 }
 

@@ -107,6 +107,15 @@ func (h *handshake) takeStart() *os.File {
 	return w
 }
 
+// takeReady hands over the agent's end of the ready pipe, once the
+// child's report has been read: its EOF then says the child exec'd (the
+// child's end is close-on-exec) or died.
+func (h *handshake) takeReady() *os.File {
+	r := h.readyR
+	h.readyR = nil
+	return r
+}
+
 // close closes every end still held.
 func (h *handshake) close() {
 	closeFiles(&h.specR, &h.specW, &h.readyR, &h.readyW, &h.startR, &h.startW, &h.console, &h.tty)

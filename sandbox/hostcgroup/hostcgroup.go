@@ -26,9 +26,9 @@ import (
 // The VM's processes (the shim and QEMU, which the shim
 // starts and which inherits its cgroup) join the cgroup linux.cgroupsPath
 // names, so that host accounting and limits (podman stats, a kubelet's pod
-// cgroup, an operator's quota) cover the whole sandbox. The container's own
-// limits hold inside the guest; on the host only the VM's size plus QEMU's
-// overhead is capped.
+// cgroup, an operator's quota) cover the whole sandbox, and the spec's
+// limits hold for the whole VM there too (limits.go), as runc's hold for
+// its container's processes.
 
 const (
 	// hostCgroupFile records what the shim created and joined, so that
@@ -40,9 +40,10 @@ const (
 	hostMemoryMargin = 256
 )
 
-// v1Controllers are the cgroup v1 hierarchies the VM joins. cpuset is
-// left out: a new cpuset cgroup has no CPUs until someone gives it some.
-var v1Controllers = []string{"memory", "cpu", "cpuacct", "pids"}
+// v1Controllers are the cgroup v1 hierarchies the VM joins: those whose
+// limits the spec sets. A new cpuset cgroup gets its parent's CPUs and
+// memory nodes before anything joins it (initCpuset).
+var v1Controllers = []string{"memory", "cpu", "cpuacct", "pids", "cpuset"}
 
 type hostCgroups struct {
 	// Leaves are the sandbox's own directories, one per hierarchy.
@@ -147,15 +148,17 @@ func hostHierarchies() (dirs []string, unified bool, err error) {
 		}
 	}
 	if len(dirs) == 0 {
-		return nil, false, errors.New("host cgroups: no cgroup v1 controller (memory, cpu, cpuacct, pids) and no cgroup2 mounted at " + cgroupMount)
+		return nil, false, errors.New("host cgroups: no cgroup v1 controller (memory, cpu, cpuacct, pids, cpuset) and no cgroup2 mounted at " + cgroupMount)
 	}
 	return dirs, false, nil
 }
 
 // Join puts the calling process (the shim, before it starts
-// QEMU) into the cgroup the spec names, in every hierarchy, creating it.
-// With a memory limit in the spec, the host cgroup is capped at the VM's
-// memory plus QEMU's margin: the container's own limit holds in the guest.
+// QEMU) into the cgroup the spec names, in every hierarchy, creating it,
+// with the spec's pids and cpuset limits. With a memory limit in the spec,
+// the host cgroup is capped at the VM's memory plus QEMU's margin: the
+// container's own limit holds in the guest. The CPU weight and bandwidth
+// come later, once the VM is up (Limit).
 func Join(dir string, spec *specs.Spec, memMiB int) error {
 	rel, err := Path(spec)
 	if err != nil || rel == "" {
@@ -189,22 +192,36 @@ func Join(dir string, spec *specs.Spec, memMiB int) error {
 	if err := os.WriteFile(filepath.Join(dir, hostCgroupFile), b, 0o600); err != nil {
 		return fmt.Errorf("host cgroups: %w", err)
 	}
-	limited := spec.Linux.Resources != nil && spec.Linux.Resources.Memory != nil &&
-		spec.Linux.Resources.Memory.Limit != nil && *spec.Linux.Resources.Memory.Limit > 0
+	res := spec.Linux.Resources
+	limited := res != nil && res.Memory != nil && res.Memory.Limit != nil && *res.Memory.Limit > 0
 	limit := strconv.FormatInt(int64(memMiB+hostMemoryMargin)<<20, 10)
+	controllers := []string{"memory", "cpu", "pids"}
+	if res != nil && res.CPU != nil && (res.CPU.Cpus != "" || res.CPU.Mems != "") {
+		controllers = append(controllers, "cpuset")
+	}
 	pid := []byte(strconv.Itoa(os.Getpid()))
 	for i, leaf := range rec.Leaves {
 		if err := os.MkdirAll(leaf, 0o755); err != nil {
 			return fmt.Errorf("host cgroup %s: %w", leaf, err)
 		}
 		if unified {
-			// The controllers must be enabled on the way down; a cgroup
+			// The controllers must be enabled on the way down, one by one
+			// (one the host lacks must not keep the others off); a cgroup
 			// with processes of its own refuses, and then so be it.
 			for p := roots[i]; p != leaf; {
-				os.WriteFile(filepath.Join(p, "cgroup.subtree_control"), []byte("+memory +cpu +pids"), 0)
+				for _, c := range controllers {
+					os.WriteFile(filepath.Join(p, "cgroup.subtree_control"), []byte("+"+c), 0)
+				}
 				next, _ := filepath.Rel(p, leaf)
 				p = filepath.Join(p, strings.SplitN(next, "/", 2)[0])
 			}
+		} else if _, err := os.Stat(filepath.Join(roots[i], "cpuset.cpus")); err == nil {
+			if err := initCpuset(roots[i], leaf); err != nil {
+				return err
+			}
+		}
+		if err := write(leaf, joinSettings(res)); err != nil {
+			return err
 		}
 		if limited {
 			file := "memory.max"
@@ -219,6 +236,26 @@ func Join(dir string, spec *specs.Spec, memMiB int) error {
 		}
 		if err := os.WriteFile(filepath.Join(leaf, "cgroup.procs"), pid, 0); err != nil {
 			return fmt.Errorf("join host cgroup %s: %w", leaf, err)
+		}
+	}
+	return nil
+}
+
+// Limit writes the spec's CPU weight and bandwidth into the host cgroups
+// Join made: called once the VM is up and the container created, so that
+// a small quota slows the container's run, not the VM's boot.
+func Limit(dir string, spec *specs.Spec) error {
+	rec, err := readHostCgroups(dir)
+	if rec == nil || spec.Linux == nil {
+		return err
+	}
+	_, unified, err := hostHierarchies()
+	if err != nil {
+		return err
+	}
+	for _, leaf := range rec.Leaves {
+		if err := write(leaf, cpuSettings(spec.Linux.Resources, unified)); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -130,8 +130,8 @@ func PlanShares(sandbox string, b *oci.Bundle, pod bool) (*Plan, error) {
 }
 
 // planBinds plans a host bind mount for every bind mount of spec (a copy
-// of b's, whose Mounts it replaces): directory K at dirs/K, file K alone
-// in files/K/. It returns the binds and, by kind, which of spec's mounts
+// of b's, whose Mounts it replaces): directory K at dirs/K/NAME, file K
+// alone in files/K/. It returns the binds and, by kind, which of spec's mounts
 // they are.
 func planBinds(spec *specs.Spec, b *oci.Bundle, dirs, files string) (binds []hostBind, dirMounts, fileMounts []sharedMount, err error) {
 	spec.Mounts = make([]specs.Mount, len(b.Spec.Mounts))
@@ -152,11 +152,16 @@ func planBinds(spec *specs.Spec, b *oci.Bundle, dirs, files string) (binds []hos
 		switch {
 		case fi.IsDir():
 			// Directory K is bind-mounted, with what is mounted below
-			// it, at dirs/K: read-only all the way down when the
-			// mount is.
-			k := strconv.Itoa(len(dirMounts))
-			binds = append(binds, hostBind{source: src, target: filepath.Join(dirs, k), dir: true, readOnly: ro})
-			dirMounts = append(dirMounts, sharedMount{index: i, rel: k})
+			// it, at dirs/K/NAME (NAME its own name, so that the
+			// guest's mountinfo shows a bind of a directory of that
+			// name, as runc's does): read-only all the way down when
+			// the mount is.
+			rel := strconv.Itoa(len(dirMounts))
+			if name := filepath.Base(src); name != "/" && name != "." {
+				rel = filepath.Join(rel, name)
+			}
+			binds = append(binds, hostBind{source: src, target: filepath.Join(dirs, rel), dir: true, readOnly: ro})
+			dirMounts = append(dirMounts, sharedMount{index: i, rel: rel})
 		case fi.Mode().IsRegular():
 			// File K is bind-mounted alone in files/K/, read-only on
 			// the host when the mount is.

@@ -39,10 +39,10 @@ func TestPlanSharesRewritesHostPaths(t *testing.T) {
 	data, file, dev := p.Spec.Mounts[n-3], p.Spec.Mounts[n-2], p.Spec.Mounts[n-1]
 	// A directory reaches the guest through its own host bind mount
 	// under dirs/, read-only there when the mount is.
-	if data.Source != "/run/skiff/shares/m0/0" || p.Host[1].HostPath != dirsDir(sandbox) || p.Host[1].Tag != "m0" {
+	if data.Source != "/run/skiff/shares/m0/0/"+filepath.Base(hostDir) || p.Host[1].HostPath != dirsDir(sandbox) || p.Host[1].Tag != "m0" {
 		t.Errorf("dir bind not shared through dirs/: %+v %+v", data, p.Host[1])
 	}
-	wantBind := hostBind{source: hostDir, target: filepath.Join(dirsDir(sandbox), "0"), dir: true, readOnly: true}
+	wantBind := hostBind{source: hostDir, target: filepath.Join(dirsDir(sandbox), "0", filepath.Base(hostDir)), dir: true, readOnly: true}
 	if len(p.binds) != 2 || p.binds[0] != wantBind {
 		t.Errorf("host binds %+v, want first %+v", p.binds, wantBind)
 	}

@@ -148,6 +148,12 @@ func Run(root state.Root, id string, ready *os.File, o Options) int {
 
 	status := s.wait()
 	s.log.Debug("container exited", "status", status)
+	// Stopped from now on: the VM's teardown below takes seconds under
+	// TCG, and a caller that saw the process exit (or killed it) must be
+	// able to delete it meanwhile, as with runc.
+	if err := touch(s.main.dir.ExitedMarker()); err != nil {
+		s.log.Warn("mark the container exited", "error", err)
+	}
 	s.teardown()
 	s.log.Debug("shim exits", "status", status)
 	return status
@@ -199,7 +205,12 @@ func (s *shim) boot(id string, o Options) error {
 	}
 	cctx, cancel := context.WithTimeout(ctx, agentclient.DefaultCallTimeout)
 	defer cancel()
-	return s.attachStdio(cctx, c)
+	if err := s.attachStdio(cctx, c); err != nil {
+		return err
+	}
+	// Last: the CPU quota throttles this process and QEMU alike, and a
+	// tenth of a CPU would make the set-up above take seconds.
+	return hostcgroup.Limit(string(s.dir), b.Spec)
 }
 
 // load reads container id's record and bundle.

@@ -22,6 +22,12 @@ func (d ContainerDir) StartedMarker() string { return d.path("started") }
 // frozen, and removed once they are thawed.
 func (d ContainerDir) PausedMarker() string { return d.path("paused") }
 
+// ExitedMarker is created by the shim once the container's process has
+// exited, before it stops the VM: the container is stopped from then on,
+// as runc's is once its process is gone, though its host process still
+// lives for the VM's teardown.
+func (d ContainerDir) ExitedMarker() string { return d.path("exited") }
+
 // SandboxDir is the directory of one sandbox: its record, and everything
 // of its VM the host holds (sockets, logs, the shares' bind mounts, the
 // network record, the link to a pooled VM).

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/skiff-oci/skiff/internal/proc"
 	"github.com/skiff-oci/skiff/sandbox/oci"
 )
 
@@ -121,5 +122,30 @@ func TestProcessGuards(t *testing.T) {
 		if (c.err == nil) != c.ok {
 			t.Errorf("%s: %v, want ok=%v", c.name, c.err, c.ok)
 		}
+	}
+}
+
+// A container whose process exited is stopped while its shim, still
+// alive, stops the VM: delete must not have to wait for the teardown.
+func TestStatusExitedWhileShimTearsDown(t *testing.T) {
+	root := Root(t.TempDir())
+	d, l, err := root.Claim("c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Unlock()
+	start, err := proc.StartTime(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// This test process stands for the shim: alive.
+	c := &Container{ID: "c1", Phase: PhaseStarted, PID: os.Getpid(), PIDStart: start}
+	os.WriteFile(d.StartedMarker(), nil, 0o600)
+	if got := Status(d, c); got != oci.StatusRunning {
+		t.Fatalf("started, shim alive: %s, want running", got)
+	}
+	os.WriteFile(d.ExitedMarker(), nil, 0o600)
+	if got := Status(d, c); got != oci.StatusStopped {
+		t.Errorf("exited, shim still tearing down: %s, want stopped", got)
 	}
 }

@@ -11,8 +11,9 @@ import (
 )
 
 // Status computes a container's status live. The host process standing
-// for it lives exactly as long as the container's process: whether it is
-// alive decides between stopped and the rest; the shim's markers tell the
+// for it lives as long as the container's process, and a little longer
+// while its shim stops the VM: whether it is alive, and the shim's exited
+// marker, decide between stopped and the rest; the other markers tell the
 // rest apart.
 func Status(d ContainerDir, c *Container) oci.Status {
 	if c.Phase == PhaseCreating {
@@ -24,6 +25,9 @@ func Status(d ContainerDir, c *Container) oci.Status {
 		return oci.StatusStopped
 	}
 	if !proc.Alive(c.PID, c.PIDStart) {
+		return oci.StatusStopped
+	}
+	if _, err := os.Stat(d.ExitedMarker()); err == nil {
 		return oci.StatusStopped
 	}
 	if _, err := os.Stat(d.PausedMarker()); err == nil {
