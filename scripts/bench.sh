@@ -130,10 +130,17 @@ STOCK="[hypervisor]\nkernel = \"$REPO/build/guest/vmlinux\"\ninitrd = \"$REPO/bu
 printf "$STOCK"'[factory]\ntemplate = false\n' >"$COLD_CONF"
 printf "$STOCK"'[factory]\ntemplate = true\ndir = "%s"\n' "$WORK/factory" >"$TPL_CONF"
 printf "$STOCK"'[factory]\ntemplate = true\ndir = "%s"\ncache = 1\n' "$WORK/factory" >"$POOL_CONF"
-# The baseline build's rows use a factory directory of their own.
+# The baseline build's rows use a factory directory of their own, and the
+# stock kernel with the baseline's own initramfs (its agent), beside it:
+# BASELINE/../../build/guest, as a bin/skiff of a checkout finds it.
 BASE_TPL_CONF=$WORK/base-template.toml BASE_POOL_CONF=$WORK/base-pool.toml
-printf "$STOCK"'[factory]\ntemplate = true\ndir = "%s"\n' "$WORK/base-factory" >"$BASE_TPL_CONF"
-printf "$STOCK"'[factory]\ntemplate = true\ndir = "%s"\ncache = 1\n' "$WORK/base-factory" >"$BASE_POOL_CONF"
+if [[ -n $BASELINE ]]; then
+	BASE_GUEST=$(cd "$(dirname "$BASELINE")/.." && pwd)/build/guest
+	[[ -f $BASE_GUEST/initramfs.img ]] || { echo "bench: the baseline's guest image $BASE_GUEST/initramfs.img is missing (make guest in its checkout)" >&2; exit 2; }
+	BASE_STOCK="[hypervisor]\nkernel = \"$REPO/build/guest/vmlinux\"\ninitrd = \"$BASE_GUEST/initramfs.img\"\n"
+	printf "$BASE_STOCK"'[factory]\ntemplate = true\ndir = "%s"\n' "$WORK/base-factory" >"$BASE_TPL_CONF"
+	printf "$BASE_STOCK"'[factory]\ntemplate = true\ndir = "%s"\ncache = 1\n' "$WORK/base-factory" >"$BASE_POOL_CONF"
+fi
 POOL_CONFS+=("$POOL_CONF")
 [[ -z $BASELINE ]] || POOL_CONFS+=("$BASE_POOL_CONF")
 # The minimal kernel's pair (the machine follows the kernel: microvm).
