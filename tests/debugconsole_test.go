@@ -75,15 +75,15 @@ func TestDebugConsole(t *testing.T) {
 	// read-only file or directory.
 	e.Step("the guest's root cannot write outside its mounts", func(e *e2e.Env) {
 		t := e.T
-		// The directories' share is m0, directory K at K; the files' is
-		// m1, file K in K/.
-		script := `for s in /run/skiff/shares/m0 /run/skiff/shares/m1; do
+		// The directories' share is m0, directory K at K/NAME; the
+		// files' is m1, file K in K/.
+		script := `for s in /run/skiff/shares/m0 /run/skiff/shares/m1 /run/skiff/shares/m0/0; do
 touch $s/evil 2>/dev/null && echo create=yes || echo create=no
 mkdir $s/evil-dir 2>/dev/null && echo mkdir=yes || echo mkdir=no
 done
 s=/run/skiff/shares/m0
-touch $s/0/guest && echo rwdir=written
-touch $s/1/guest 2>/dev/null && echo rodir=written || echo rodir=refused
+touch $s/0/rw-dir/guest && echo rwdir=written
+touch $s/1/ro-dir/guest 2>/dev/null && echo rodir=written || echo rodir=refused
 s=/run/skiff/shares/m1
 echo guest >> $s/0/data && echo rwfile=written
 echo guest >> $s/1/data 2>/dev/null && echo rofile=written || echo rofile=refused
@@ -92,8 +92,8 @@ echo guest >> $s/1/data 2>/dev/null && echo rofile=written || echo rofile=refuse
 		if strings.Contains(r.Stdout, "=yes") {
 			t.Errorf("the guest's root created something in a share's own directory:\n%s", r.Stdout)
 		}
-		if n := strings.Count(r.Stdout, "create=no") + strings.Count(r.Stdout, "mkdir=no"); n != 4 {
-			t.Errorf("%d refusals, want 4:\n%s", n, r.Stdout)
+		if n := strings.Count(r.Stdout, "create=no") + strings.Count(r.Stdout, "mkdir=no"); n != 6 {
+			t.Errorf("%d refusals, want 6:\n%s", n, r.Stdout)
 		}
 		e2e.WantKVs(t, e2e.KeyValues(r.Stdout), map[string]string{
 			"rwdir": "written", "rodir": "refused", "rwfile": "written", "rofile": "refused",

@@ -1,6 +1,7 @@
 // Package hostcgroup puts a sandbox's host processes (its shim and its
-// VMM) into the host cgroup linux.cgroupsPath names, records what it made
-// in the sandbox's directory and removes it again. It is host plumbing: it
+// VMM) into the host cgroup linux.cgroupsPath names, with the spec's
+// limits as they apply to the whole VM, records what it made in the
+// sandbox's directory and removes it again. It is host plumbing: it
 // must not import the other host plumbing packages (hostnet, hostfs), the
 // factory, the shim or the state store.
 package hostcgroup
