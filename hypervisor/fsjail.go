@@ -18,10 +18,11 @@ import (
 // socket, and the helper, chrooted into its export, performs it with the
 // few capabilities a file server needs (chown, dac_override, fowner,
 // fsetid, setuid/setgid for the caller's fsuid, mknod). It faces the guest
-// as much as QEMU does, so it runs in a jail of its own (fsJailArgv0):
-// chrooted into its export (it does that itself), the export bound
-// read-only in a mount namespace of its own when the share is, and the
-// seccomp filter of internal/seccomp: no file it makes
+// as much as QEMU does, so it is confined: chrooted into its export (it
+// does that itself), under the seccomp filter of internal/seccomp (which
+// the guard installs on itself before starting it, so that it inherits
+// it), and for a read-only share through a jail (fsJailArgv0) that binds
+// the export read-only in a mount namespace of its own. No file it makes
 // or changes is ever set-user-ID or set-group-ID, and it makes no device
 // node, whatever the guest asks. It has no CAP_SETFCAP or CAP_SYS_ADMIN,
 // so neither file capabilities nor trusted.* attributes reach the host.
@@ -118,18 +119,23 @@ func startFileServers(helper string, shares []Share, log *os.File) (qemuEnds []*
 		if s.ReadOnly {
 			mode = "ro"
 		}
-		cmd := &exec.Cmd{Path: "/proc/self/exe", Args: []string{fsJailArgv0, mode, helper, s.HostPath}}
-		cmd.Stdout, cmd.Stderr = log, log
-		cmd.ExtraFiles = []*os.File{h}
+		// A writable share's server is the helper itself, started here:
+		// it inherits the guard's filter (the guard installed it on
+		// itself, guard.go), and stays in the guard's mount namespace,
+		// since mounts made under its share later (a pooled VM's slots,
+		// a pod's containers) must reach it and this host's mounts may
+		// not propagate to a namespace of its own. A read-only one goes
+		// through the jail, for its read-only bind in a namespace of
+		// its own.
+		cmd := exec.Command(helper, "-p", s.HostPath, "-f", "3", "-n")
+		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if s.ReadOnly {
-			// A writable share stays in the guard's mount namespace:
-			// mounts made under it later (a pooled VM's slots, a
-			// pod's containers) must reach its server, and this
-			// host's mounts may not propagate to a namespace of its
-			// own. A read-only one gets its read-only bind there.
-			cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNS
+			cmd = &exec.Cmd{Path: "/proc/self/exe", Args: []string{fsJailArgv0, mode, helper, s.HostPath}}
+			cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Cloneflags: syscall.CLONE_NEWNS}
 		}
+		cmd.Stdout, cmd.Stderr = log, log
+		cmd.ExtraFiles = []*os.File{h}
 		err = cmd.Start()
 		h.Close()
 		if err != nil {

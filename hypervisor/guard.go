@@ -17,6 +17,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/skiff-oci/skiff/internal/seccomp"
 	"github.com/skiff-oci/skiff/internal/unixsock"
 
 	"golang.org/x/sys/unix"
@@ -302,8 +303,15 @@ func (g *guard) start(argv []string, taps int, console, logPath, listen string) 
 }
 
 // startFileServers takes the VM's identity and starts its shares' file
-// servers; it returns QEMU's ends of their sockets.
+// servers; it returns QEMU's ends of their sockets. The guard takes the
+// file servers' seccomp filter (and no_new_privs) first, for itself and
+// all it starts: it makes no set-ID file or device either, and a writable
+// share's server then needs no jail process of its own (one Go start
+// less per share, on every sandbox's start).
 func (g *guard) startFileServers(log *os.File) ([]*os.File, error) {
+	if err := seccomp.InstallAllThreads(); err != nil {
+		return nil, err
+	}
 	id, err := takeVMID()
 	if err != nil {
 		return nil, err

@@ -78,6 +78,26 @@ func Install() error {
 	return nil
 }
 
+// InstallAllThreads is Install for every thread of the process (the
+// kernel's TSYNC): for a Go program that goes on running, and whose
+// children, forked from any thread, must inherit the filter.
+func InstallAllThreads() error {
+	p, err := Filter()
+	if err != nil {
+		return err
+	}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("no_new_privs: %w", err)
+	}
+	prog := unix.SockFprog{Len: uint16(len(p)), Filter: &p[0]}
+	// With TSYNC the kernel gives every thread the filter and, as the
+	// caller has it, no_new_privs.
+	if _, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&prog))); errno != 0 {
+		return fmt.Errorf("install seccomp filter on every thread: %w", errno)
+	}
+	return nil
+}
+
 // What a system call's arguments are checked for.
 const (
 	modeArg   = iota // mode: no set-ID bits (chmod and friends)
