@@ -235,7 +235,9 @@ func qemuProcesses(s string) []proc {
 	var qs []proc
 	for _, p := range processesMentioning(s) {
 		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", p.pid))
-		if strings.Contains(filepath.Base(exe), "qemu") || strings.Contains(strings.Fields(p.cmdline)[0], "qemu") {
+		// By name, not by path: QEMU's file servers live in
+		// /usr/lib/qemu/ too.
+		if strings.HasPrefix(filepath.Base(exe), "qemu") || strings.HasPrefix(filepath.Base(strings.Fields(p.cmdline)[0]), "qemu") {
 			qs = append(qs, p)
 		}
 	}
