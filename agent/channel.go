@@ -86,22 +86,7 @@ func findPort() (string, error) {
 		if err != nil || strings.TrimSpace(string(name)) != protocol.PortName {
 			continue
 		}
-		dev := "/dev/" + e.Name()
-		if _, err := os.Stat(dev); err == nil {
-			return dev, nil
-		}
-		nums, err := os.ReadFile(filepath.Join(class, e.Name(), "dev"))
-		if err != nil {
-			return "", err
-		}
-		var major, minor uint32
-		if _, err := fmt.Sscanf(strings.TrimSpace(string(nums)), "%d:%d", &major, &minor); err != nil {
-			return "", fmt.Errorf("parse %s/dev: %w", e.Name(), err)
-		}
-		if err := unix.Mknod(dev, unix.S_IFCHR|0o600, int(unix.Mkdev(major, minor))); err != nil && !errors.Is(err, unix.EEXIST) {
-			return "", fmt.Errorf("mknod %s: %w", dev, err)
-		}
-		return dev, nil
+		return devNode(class, e.Name(), unix.S_IFCHR)
 	}
 	return "", fmt.Errorf("no virtio-serial port named %q", protocol.PortName)
 }
@@ -161,4 +146,26 @@ func (a *Agent) waitHost(port *os.File) {
 		}
 	})
 	a.log.debugf("host connected")
+}
+
+// devNode returns /dev/NAME for the device sysfs lists as class/NAME,
+// making the node (of type kind: unix.S_IFCHR or S_IFBLK) from its
+// major:minor when devtmpfs did not.
+func devNode(class, name string, kind uint32) (string, error) {
+	dev := "/dev/" + name
+	if _, err := os.Stat(dev); err == nil {
+		return dev, nil
+	}
+	nums, err := os.ReadFile(filepath.Join(class, name, "dev"))
+	if err != nil {
+		return "", err
+	}
+	var major, minor uint32
+	if _, err := fmt.Sscanf(strings.TrimSpace(string(nums)), "%d:%d", &major, &minor); err != nil {
+		return "", fmt.Errorf("parse %s/dev: %w", name, err)
+	}
+	if err := unix.Mknod(dev, kind|0o600, int(unix.Mkdev(major, minor))); err != nil && !errors.Is(err, unix.EEXIST) {
+		return "", fmt.Errorf("mknod %s: %w", dev, err)
+	}
+	return dev, nil
 }

@@ -231,22 +231,7 @@ func diskBySerial(serial string) (string, error) {
 		if err != nil || strings.TrimSpace(string(got)) != serial {
 			continue
 		}
-		dev := "/dev/" + e.Name()
-		if _, err := os.Stat(dev); err == nil {
-			return dev, nil
-		}
-		nums, err := os.ReadFile(filepath.Join(class, e.Name(), "dev"))
-		if err != nil {
-			return "", err
-		}
-		var major, minor uint32
-		if _, err := fmt.Sscanf(strings.TrimSpace(string(nums)), "%d:%d", &major, &minor); err != nil {
-			return "", fmt.Errorf("parse %s/dev: %w", e.Name(), err)
-		}
-		if err := unix.Mknod(dev, unix.S_IFBLK|0o600, int(unix.Mkdev(major, minor))); err != nil && !errors.Is(err, unix.EEXIST) {
-			return "", fmt.Errorf("mknod %s: %w", dev, err)
-		}
-		return dev, nil
+		return devNode(class, e.Name(), unix.S_IFBLK)
 	}
 	return "", fmt.Errorf("no virtio disk with serial %q", serial)
 }

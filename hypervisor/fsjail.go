@@ -90,9 +90,8 @@ func runFSJail(args []string) error {
 			return fmt.Errorf("make %s read-only: %w", export, err)
 		}
 	}
-	if err := seccomp.Install(); err != nil {
-		return err
-	}
+	// The guard's seccomp filter and no_new_privs are inherited
+	// (startFileServers): the helper execs under them.
 	return unix.Exec(helper, []string{helper, "-p", export, "-f", "3", "-n"}, []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"})
 }
 

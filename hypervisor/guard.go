@@ -84,11 +84,10 @@ func guardArgs(c Config, taps int, p *guardPlan) ([]string, error) {
 // guardPlan is how the guard confines a VM (jail.go, fsjail.go): nil when
 // it does not (Confined is false).
 type guardPlan struct {
-	Jail    jailSpec // the guard adds the VM's identity
-	Helper  string
-	Shares  []Share
-	KVMGID  int // -1: no KVM
-	PIDFile string
+	Jail   jailSpec // the guard adds the VM's identity
+	Helper string
+	Shares []Share
+	KVMGID int // -1: no KVM
 }
 
 // plan is q's guardPlan, nil if VMs are not jailed here.
@@ -97,11 +96,10 @@ func (q *qemu) plan() *guardPlan {
 		return nil
 	}
 	p := &guardPlan{
-		Jail:    jailSpec{Binds: jailBinds(q.cfg), PIDFile: q.cfg.PIDFile},
-		Helper:  q.helper,
-		Shares:  q.cfg.Shares,
-		KVMGID:  -1,
-		PIDFile: q.cfg.PIDFile,
+		Jail:   jailSpec{Binds: jailBinds(q.cfg), PIDFile: q.cfg.PIDFile},
+		Helper: q.helper,
+		Shares: q.cfg.Shares,
+		KVMGID: -1,
 	}
 	if q.cfg.Accel == AccelKVM {
 		var st unix.Stat_t
@@ -282,7 +280,7 @@ func (g *guard) start(argv []string, taps int, console, logPath, listen string) 
 	if g.plan != nil {
 		// QEMU's own pidfile is in its jail; the host's is written
 		// here, with the PID the jail keeps when it execs QEMU.
-		if err := writeFileAtomic(g.plan.PIDFile, strconv.Itoa(cmd.Process.Pid)+"\n"); err != nil {
+		if err := writeFileAtomic(g.plan.Jail.PIDFile, strconv.Itoa(cmd.Process.Pid)+"\n"); err != nil {
 			cmd.Process.Kill()
 			cmd.Wait()
 			mine.Close()
@@ -497,8 +495,8 @@ func (g *guard) wait() int {
 	err := g.cmd.Wait()
 	stopFileServers(g.fs)
 	if g.plan != nil {
-		if b, rerr := os.ReadFile(g.plan.PIDFile); rerr == nil && strings.TrimSpace(string(b)) == strconv.Itoa(g.cmd.Process.Pid) {
-			os.Remove(g.plan.PIDFile)
+		if b, rerr := os.ReadFile(g.plan.Jail.PIDFile); rerr == nil && strings.TrimSpace(string(b)) == strconv.Itoa(g.cmd.Process.Pid) {
+			os.Remove(g.plan.Jail.PIDFile)
 		}
 	}
 	<-g.copied

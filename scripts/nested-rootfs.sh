@@ -12,7 +12,15 @@
 set -euo pipefail
 DEST=${1:-/var/cache/skiff-test/bookworm-build}
 PKGS=podman,buildah,crun,busybox-static,libcap2-bin,netavark,iptables
-MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# The machine's own Debian mirror (the one apt uses), unless DEBIAN_MIRROR
+# says otherwise.
+apt_mirror() {
+	{ grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}'
+	  grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list | awk '{print $2}'
+	} | grep -v -- '-security' | head -n 1
+}
+MIRROR=${DEBIAN_MIRROR:-$(apt_mirror)}
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
 if [[ -f $DEST/.skiff-key && $(cat "$DEST/.skiff-key") == "$PKGS" ]]; then
 	exit 0
 fi

@@ -63,25 +63,15 @@ func Filter() ([]unix.SockFilter, error) {
 // caller must stay on that thread (runtime.LockOSThread) until it execs:
 // the filter, like no_new_privs, belongs to the thread, and the program
 // it execs inherits both.
-func Install() error {
-	p, err := Filter()
-	if err != nil {
-		return err
-	}
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("no_new_privs: %w", err)
-	}
-	prog := unix.SockFprog{Len: uint16(len(p)), Filter: &p[0]}
-	if err := unix.Prctl(unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, uintptr(unsafe.Pointer(&prog)), 0, 0); err != nil {
-		return fmt.Errorf("install seccomp filter: %w", err)
-	}
-	return nil
-}
+func Install() error { return install(0) }
 
 // InstallAllThreads is Install for every thread of the process (the
-// kernel's TSYNC): for a Go program that goes on running, and whose
-// children, forked from any thread, must inherit the filter.
-func InstallAllThreads() error {
+// kernel's TSYNC, which also gives them no_new_privs as the caller has
+// it): for a Go program that goes on running, and whose children,
+// forked from any thread, must inherit the filter.
+func InstallAllThreads() error { return install(unix.SECCOMP_FILTER_FLAG_TSYNC) }
+
+func install(flags uintptr) error {
 	p, err := Filter()
 	if err != nil {
 		return err
@@ -90,10 +80,8 @@ func InstallAllThreads() error {
 		return fmt.Errorf("no_new_privs: %w", err)
 	}
 	prog := unix.SockFprog{Len: uint16(len(p)), Filter: &p[0]}
-	// With TSYNC the kernel gives every thread the filter and, as the
-	// caller has it, no_new_privs.
-	if _, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&prog))); errno != 0 {
-		return fmt.Errorf("install seccomp filter on every thread: %w", errno)
+	if _, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, flags, uintptr(unsafe.Pointer(&prog))); errno != 0 {
+		return fmt.Errorf("install seccomp filter: %w", errno)
 	}
 	return nil
 }

@@ -22,6 +22,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/skiff-oci/skiff/agentclient/protocol"
+	"github.com/skiff-oci/skiff/sandbox/oci"
 )
 
 // Annotations a container's spec may carry.
@@ -107,7 +108,7 @@ func Split(spec *specs.Spec, cid string, r Rules) (*specs.Spec, *Plan, error) {
 			// is scratch by rule (said in the README).
 			add(m, filepath.Join(own, dirName(dst)))
 			mounted[dst] = true
-		case isBind(m) && strings.Contains(m.Source, emptyDirMarker) && (r.IsTmpfs == nil || !r.IsTmpfs(m.Source)):
+		case oci.IsBind(m) && strings.Contains(m.Source, emptyDirMarker) && (r.IsTmpfs == nil || !r.IsTmpfs(m.Source)):
 			// An emptyDir lives as long as its pod, and every container
 			// of the pod that mounts it sees the same one: its
 			// directory is named for the volume's host path, not the
@@ -191,16 +192,4 @@ func dirName(dst string) string {
 func hashName(s string) string {
 	h := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(h[:12])
-}
-
-func isBind(m specs.Mount) bool {
-	if m.Type == "bind" {
-		return true
-	}
-	for _, o := range m.Options {
-		if o == "bind" || o == "rbind" {
-			return true
-		}
-	}
-	return false
 }

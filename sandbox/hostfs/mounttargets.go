@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/skiff-oci/skiff/sandbox/oci"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,11 +30,11 @@ func CreateMountTargets(rootfs string, mounts []specs.Mount) error {
 		if under(dst, covered) {
 			continue
 		}
-		if !isBind(m) {
+		if !oci.IsBind(m) {
 			covered = append(covered, dst)
 		}
 		file := false
-		if isBind(m) {
+		if oci.IsBind(m) {
 			if fi, err := statFollow(m.Source); err == nil && !fi {
 				file = true
 			}

@@ -60,18 +60,6 @@ type hostBind struct {
 	dir, readOnly  bool
 }
 
-func isBind(m specs.Mount) bool {
-	if m.Type == "bind" {
-		return true
-	}
-	for _, o := range m.Options {
-		if o == "bind" || o == "rbind" {
-			return true
-		}
-	}
-	return false
-}
-
 func hasOption(m specs.Mount, opt string) bool {
 	for _, o := range m.Options {
 		if o == opt {
@@ -137,7 +125,7 @@ func planBinds(spec *specs.Spec, b *oci.Bundle, dirs, files string) (binds []hos
 	spec.Mounts = make([]specs.Mount, len(b.Spec.Mounts))
 	for i, m := range b.Spec.Mounts {
 		spec.Mounts[i] = m
-		if !isBind(m) {
+		if !oci.IsBind(m) {
 			continue
 		}
 		src := m.Source
@@ -304,7 +292,7 @@ func (p *Plan) Nest(sub string) {
 	mounts := make([]specs.Mount, len(p.Spec.Mounts))
 	for i, m := range p.Spec.Mounts {
 		mounts[i] = m
-		if isBind(m) {
+		if oci.IsBind(m) {
 			mounts[i].Source = move(m.Source)
 		}
 	}

@@ -51,3 +51,17 @@ func DefaultSpec() *specs.Spec {
 		},
 	}
 }
+
+// IsBind reports whether m is a bind mount: type "bind", or a bind or
+// rbind option (runc accepts either).
+func IsBind(m specs.Mount) bool {
+	if m.Type == "bind" {
+		return true
+	}
+	for _, o := range m.Options {
+		if o == "bind" || o == "rbind" {
+			return true
+		}
+	}
+	return false
+}
