@@ -12,18 +12,18 @@
 set -euo pipefail
 DEST=${1:-/var/cache/skiff-test/bookworm-build}
 PKGS=podman,buildah,crun,busybox-static,libcap2-bin,netavark,iptables
+if [[ -f $DEST/.skiff-key && $(cat "$DEST/.skiff-key") == "$PKGS" ]]; then
+	exit 0
+fi
 # The machine's own Debian mirror (the one apt uses), unless DEBIAN_MIRROR
 # says otherwise.
 apt_mirror() {
 	{ grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}'
 	  grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list | awk '{print $2}'
-	} | grep -v -- '-security' | head -n 1
+	} | grep -v -- '-security' | head -n 1 || true
 }
 MIRROR=${DEBIAN_MIRROR:-$(apt_mirror)}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
-if [[ -f $DEST/.skiff-key && $(cat "$DEST/.skiff-key") == "$PKGS" ]]; then
-	exit 0
-fi
 command -v debootstrap >/dev/null || { echo "nested-rootfs: debootstrap missing (scripts/install-deps.sh installs it)" >&2; exit 1; }
 mkdir -p "$(dirname "$DEST")"
 rm -rf "$DEST.tmp"
