@@ -167,6 +167,3 @@ for mode in template cold; do
 	echo "| 10 sandboxes at once, $mode | $(secs $((e - s))) s to all started | QEMU PSS $((qpss / 10 / 1024)) MiB each | shim PSS $((spss / 10 / 1024)) MiB, RSS $((srss / 10 / 1024)) MiB each |"
 	for i in $(seq 10); do "$SKIFF" --root "$ROOT" delete --force "d-$mode-$i" >/dev/null; done
 done
-
-# --- small files: guest-local scratch vs guest tmpfs vs the 9p rootfs ----------
-"$REPO/scripts/bench-scratch.sh"
