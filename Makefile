@@ -128,6 +128,7 @@ bench: all $(FLOOR_INITRD)
 	scripts/bench-more.sh
 	GO=$(GO) scripts/bench-pods.sh
 	scripts/bench-density.sh
+	scripts/bench-storage.sh
 
 install: all
 	install -d $(BINDIR) $(SHAREDIR)
