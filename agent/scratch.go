@@ -34,8 +34,8 @@ const scratchProbeWait = 5 * time.Second
 const scratchMountOptions = "noinit_itable"
 
 // keepScratchModules keeps the initramfs's /lib/modules reachable (read
-// only) from the root the agent moves to: the scratch modules are loaded
-// after it left the initramfs.
+// only) from the root the agent moves to: the scratch and virtio-fs
+// modules are loaded after it left the initramfs.
 func keepScratchModules(newRoot string) {
 	if _, err := os.Stat(filepath.Join(modulesDir, scratchModulesFile)); err != nil {
 		return

@@ -52,7 +52,7 @@ func (a *Agent) holdShares(shares []protocol.Share) (held []protocol.Share, err 
 			held = append(held, s)
 			continue
 		}
-		if err := mountShare(s); err != nil {
+		if err := mountShare(s, a.log); err != nil {
 			return held, err
 		}
 		a.shares[s.GuestPath] = &mountedShare{Share: s, holders: 1}
@@ -94,7 +94,11 @@ func (a *Agent) releaseSharesLocked(shares []protocol.Share) {
 // for shared writable mappings.
 const ninepOptions = "trans=virtio,version=9p2000.L,msize=262144"
 
-func mountShare(s protocol.Share) error {
+// virtiofsModulesFile lists the modules a virtio-fs share needs, loaded on
+// the first such mount: only cold-booted VMs share that way.
+const virtiofsModulesFile = "modules.virtiofs"
+
+func mountShare(s protocol.Share, log *logger) error {
 	if err := os.MkdirAll(s.GuestPath, 0o755); err != nil {
 		return fmt.Errorf("share %s: %w", s.Tag, err)
 	}
@@ -110,6 +114,9 @@ func mountShare(s protocol.Share) error {
 			err = unix.Mount(s.Tag, s.GuestPath, "9p", flags, ninepOptions)
 		}
 	case "virtiofs":
+		if lerr := loadModuleList(filepath.Join(modulesDir, virtiofsModulesFile), log); lerr != nil {
+			log.debugf("virtiofs modules: %v", lerr) // the mount says whether it matters
+		}
 		err = unix.Mount(s.Tag, s.GuestPath, "virtiofs", flags, "")
 	}
 	if err != nil {
@@ -146,7 +153,7 @@ func (a *Agent) touchShare(s protocol.Share) error {
 	if _, busy := a.shares[s.GuestPath]; busy || len(a.containers) > 0 {
 		return fmt.Errorf("warm: the guest is in use")
 	}
-	if err := mountShare(s); err != nil {
+	if err := mountShare(s, a.log); err != nil {
 		return err
 	}
 	os.ReadDir(s.GuestPath)

@@ -198,11 +198,11 @@ func (c *Config) validate() error {
 		}
 	}
 	switch c.Runtime.SharedFS {
-	case "auto", "virtio-9p":
-	case "virtio-fs":
-		return fmt.Errorf("runtime.shared_fs = \"virtio-fs\": not supported by this build yet; use \"auto\" or \"virtio-9p\"")
+	case "auto", "virtio-fs", "9p":
+	case "virtio-9p":
+		c.Runtime.SharedFS = "9p" // its name before virtio-fs came
 	default:
-		return fmt.Errorf("runtime.shared_fs = %q: must be auto or virtio-9p", c.Runtime.SharedFS)
+		return fmt.Errorf("runtime.shared_fs = %q: must be auto, virtio-fs or 9p", c.Runtime.SharedFS)
 	}
 	switch c.Runtime.NetworkModel {
 	case "tcfilter", "none":

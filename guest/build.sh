@@ -68,6 +68,10 @@ MODULES=(
 # does not pay for them (~0.3 s under TCG).
 SCRATCH_MODULES=(virtio_blk ext4 overlay)
 
+# Modules the agent loads when it first mounts a share over virtio-fs
+# (lib/modules/modules.virtiofs): only cold-booted VMs share that way.
+VIRTIOFS_MODULES=(virtiofs)
+
 for t in apt-cache apt-get dpkg-deb depmod modprobe xz cpio sha256sum; do
 	command -v "$t" >/dev/null || die "'$t' not found; run scripts/install-deps.sh"
 done
@@ -194,25 +198,35 @@ for p in "${MODPATHS[@]}"; do
 	b=$(basename "$p")
 	MODNAMES+=("${b%.xz}")
 done
-SCRATCHNAMES=()
-for m in "${SCRATCH_MODULES[@]}"; do
-	deps=$(modprobe -d "$ROOT" -S "$KVER" --show-depends "$m") || die "module $m not found in $PKG"
-	while read -r kind path _; do
-		[[ $kind == insmod ]] || continue
-		b=$(basename "$path")
-		[[ -n ${seen[$b]:-} ]] && continue
-		seen[$b]=1
-		MODPATHS+=("$path")
-		SCRATCHNAMES+=("${b%.xz}")
-	done <<<"$deps"
-done
+# lazy_modules NAME MODULE...: resolves modules loaded on demand (not at
+# boot) into MODPATHS and their file names, in load order, into the array
+# NAME.
+lazy_modules() {
+	local -n names=$1
+	shift
+	names=()
+	local m deps kind path b
+	for m in "$@"; do
+		deps=$(modprobe -d "$ROOT" -S "$KVER" --show-depends "$m") || die "module $m not found in $PKG"
+		while read -r kind path _; do
+			[[ $kind == insmod ]] || continue
+			b=$(basename "$path")
+			[[ -n ${seen[$b]:-} ]] && continue
+			seen[$b]=1
+			MODPATHS+=("$path")
+			names+=("${b%.xz}")
+		done <<<"$deps"
+	done
+}
+lazy_modules SCRATCHNAMES "${SCRATCH_MODULES[@]}"
+lazy_modules VIRTIOFSNAMES "${VIRTIOFS_MODULES[@]}"
 
 # ------------------------------------------------------------- initramfs ----
 
 AGENT_SHA=$(sha256sum "$AGENT" | cut -d' ' -f1)
 MODSUM=$(for p in "${MODPATHS[@]}"; do sha256sum "$p"; done | sed "s|$ROOT/||" | sha256sum | cut -d' ' -f1)
 BUSYBOX_SHA=$(sha256sum "$BUSYBOX" | cut -d' ' -f1)
-INITRD_KEY="agent=$AGENT_SHA busybox=$BUSYBOX_SHA modules=$MODSUM order=${MODNAMES[*]} scratch=${SCRATCHNAMES[*]} compress=$COMPRESS epoch=$EPOCH script=$(sha256sum "$SCRIPT" | cut -d' ' -f1)"
+INITRD_KEY="agent=$AGENT_SHA busybox=$BUSYBOX_SHA modules=$MODSUM order=${MODNAMES[*]} scratch=${SCRATCHNAMES[*]} virtiofs=${VIRTIOFSNAMES[*]} compress=$COMPRESS epoch=$EPOCH script=$(sha256sum "$SCRIPT" | cut -d' ' -f1)"
 
 if [[ -s $OUT/initramfs.img && "$(cat "$OUT/.initramfs.key" 2>/dev/null)" == "$INITRD_KEY" && -s $OUT/guest.json ]]; then
 	exit 0
@@ -252,7 +266,8 @@ for p in "${MODPATHS[@]}"; do
 done
 printf '%s\n' "${MODNAMES[@]}" >"$STAGE/lib/modules/modules.order"
 printf '%s\n' "${SCRATCHNAMES[@]}" >"$STAGE/lib/modules/modules.scratch"
-chmod 0644 "$STAGE/lib/modules/modules.order" "$STAGE/lib/modules/modules.scratch"
+printf '%s\n' "${VIRTIOFSNAMES[@]}" >"$STAGE/lib/modules/modules.virtiofs"
+chmod 0644 "$STAGE/lib/modules/modules."{order,scratch,virtiofs}
 mknod -m 0600 "$STAGE/dev/console" c 5 1
 mknod -m 0666 "$STAGE/dev/null" c 1 3
 chmod 0755 "$STAGE"/{bin,dev,proc,sys,run,mnt,lib,lib/modules}

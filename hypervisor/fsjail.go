@@ -68,38 +68,51 @@ func init() {
 	}
 }
 
-// runFSJail: args are "ro"|"rw", the helper, the export; the socket to
-// QEMU is fd 3. It returns only on failure.
+// runFSJail: args are the export, then the file server's argv; the
+// server's socket is fd 3. It binds the export read-only in the mount
+// namespace of its own it runs in (startFileServers), so that a server
+// that forwards writes to a read-only share (it should refuse them) still
+// gets EROFS, and execs the server. It returns only on failure.
 func runFSJail(args []string) error {
 	runtime.LockOSThread()
-	if len(args) != 3 || (args[0] != "ro" && args[0] != "rw") {
+	if len(args) < 2 {
 		return fmt.Errorf("bad arguments %q", args)
 	}
-	mode, helper, export := args[0], args[1], args[2]
-	if mode == "ro" {
-		// In a mount namespace of its own (startFileServers).
-		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
-			return fmt.Errorf("make mounts private: %w", err)
-		}
-		// Read-only in this namespace: a QEMU that forwards writes to
-		// a read-only share (it should refuse them) still gets EROFS.
-		if err := unix.Mount(export, export, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-			return fmt.Errorf("bind %s: %w", export, err)
-		}
-		if err := unix.Mount("", export, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""); err != nil {
-			return fmt.Errorf("make %s read-only: %w", export, err)
-		}
+	export, argv := args[0], args[1:]
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
+		return fmt.Errorf("make mounts private: %w", err)
+	}
+	if err := unix.Mount(export, export, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind %s: %w", export, err)
+	}
+	if err := unix.Mount("", export, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""); err != nil {
+		return fmt.Errorf("make %s read-only: %w", export, err)
 	}
 	// The guard's seccomp filter and no_new_privs are inherited
-	// (startFileServers): the helper execs under them.
-	return unix.Exec(helper, []string{helper, "-p", export, "-f", "3", "-n"}, []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"})
+	// (startFileServers): the server execs under them.
+	return unix.Exec(argv[0], argv, []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"})
 }
 
-// startFileServers starts one jailed helper per share and returns QEMU's
-// ends of their sockets, in share order. The helpers die with the guard
-// (parent-death signal from this locked thread) and with QEMU (their
-// socket ends).
-func startFileServers(helper string, shares []Share, log *os.File) (qemuEnds []*os.File, cmds []*exec.Cmd, err error) {
+// fileServer is how one share is served: its server's command line (its
+// socket at fd 3), and the socket's two ends, QEMU's and the server's.
+func (p *guardPlan) fileServer(s Share) (argv []string, qemuEnd, serverEnd *os.File, err error) {
+	if p.Virtiofsd != "" {
+		l, q, err := vhostUserSocket()
+		return virtiofsdArgs(p.Virtiofsd, s), q, l, err
+	}
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("file server socket: %w", err)
+	}
+	q, h := os.NewFile(uintptr(pair[0]), "9p-proxy"), os.NewFile(uintptr(pair[1]), "9p-proxy")
+	return []string{p.Helper, "-p", s.HostPath, "-f", "3", "-n"}, q, h, nil
+}
+
+// startFileServers starts one confined file server per share (the 9p
+// helper, or virtiofsd) and returns QEMU's ends of their sockets, in
+// share order. The servers die with the guard (parent-death signal from
+// this locked thread) and with QEMU (their socket ends).
+func startFileServers(p *guardPlan, log *os.File) (qemuEnds []*os.File, cmds []*exec.Cmd, err error) {
 	defer func() {
 		if err != nil {
 			closeFiles(qemuEnds)
@@ -107,30 +120,25 @@ func startFileServers(helper string, shares []Share, log *os.File) (qemuEnds []*
 			qemuEnds, cmds = nil, nil
 		}
 	}()
-	for _, s := range shares {
-		pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	for _, s := range p.Shares {
+		argv, q, h, err := p.fileServer(s)
 		if err != nil {
-			return qemuEnds, cmds, fmt.Errorf("file server socket: %w", err)
+			return qemuEnds, cmds, fmt.Errorf("share %s: %w", s.Tag, err)
 		}
-		q, h := os.NewFile(uintptr(pair[0]), "9p-proxy"), os.NewFile(uintptr(pair[1]), "9p-proxy")
 		qemuEnds = append(qemuEnds, q)
-		mode := "rw"
-		if s.ReadOnly {
-			mode = "ro"
-		}
-		// A writable share's server is the helper itself, started here:
-		// it inherits the guard's filter (the guard installed it on
-		// itself, guard.go), and stays in the guard's mount namespace,
-		// since mounts made under its share later (a pooled VM's slots,
-		// a pod's containers) must reach it and this host's mounts may
-		// not propagate to a namespace of its own. A read-only one goes
+		// A writable share's server is started here: it inherits the
+		// guard's filter (the guard installed it on itself, guard.go),
+		// and stays in the guard's mount namespace, since mounts made
+		// under its share later (a pooled VM's slots, a pod's
+		// containers) must reach it and this host's mounts may not
+		// propagate to a namespace of its own. A read-only one goes
 		// through the jail, for its read-only bind in a namespace of
 		// its own.
-		cmd := exec.Command(helper, "-p", s.HostPath, "-f", "3", "-n")
+		cmd := exec.Command(argv[0], argv[1:]...)
 		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if s.ReadOnly {
-			cmd = &exec.Cmd{Path: "/proc/self/exe", Args: []string{fsJailArgv0, mode, helper, s.HostPath}}
+			cmd = &exec.Cmd{Path: "/proc/self/exe", Args: append([]string{fsJailArgv0, s.HostPath}, argv...)}
 			cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Cloneflags: syscall.CLONE_NEWNS}
 		}
 		cmd.Stdout, cmd.Stderr = log, log

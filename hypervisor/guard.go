@@ -15,6 +15,8 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/skiff-oci/skiff/internal/seccomp"
@@ -86,8 +88,11 @@ func guardArgs(c Config, taps int, p *guardPlan) ([]string, error) {
 type guardPlan struct {
 	Jail   jailSpec // the guard adds the VM's identity
 	Helper string
-	Shares []Share
-	KVMGID int // -1: no KVM
+	// Virtiofsd, if set, serves the shares over virtio-fs (virtiofs.go)
+	// instead of Helper over 9p.
+	Virtiofsd string
+	Shares    []Share
+	KVMGID    int // -1: no KVM
 }
 
 // plan is q's guardPlan, nil if VMs are not jailed here.
@@ -96,10 +101,11 @@ func (q *qemu) plan() *guardPlan {
 		return nil
 	}
 	p := &guardPlan{
-		Jail:   jailSpec{Binds: jailBinds(q.cfg), PIDFile: q.cfg.PIDFile},
-		Helper: q.helper,
-		Shares: q.cfg.Shares,
-		KVMGID: -1,
+		Jail:      jailSpec{Binds: jailBinds(q.cfg), PIDFile: q.cfg.PIDFile},
+		Helper:    q.helper,
+		Virtiofsd: q.virtiofsd,
+		Shares:    q.cfg.Shares,
+		KVMGID:    -1,
 	}
 	if q.cfg.Accel == AccelKVM {
 		var st unix.Stat_t
@@ -197,14 +203,22 @@ func runGuard(args []string) int {
 		return 1
 	}
 	fmt.Fprintf(owner, "%s%d\n", guardPID, g.cmd.Process.Pid)
+	g.watchFileServers()
 	go g.watch()
 	return g.wait()
 }
 
 type guard struct {
-	plan   *guardPlan // nil: QEMU runs unconfined
-	id     *vmID      // the jailed VM's identity, held until the guard exits
-	fs     []*exec.Cmd
+	plan *guardPlan // nil: QEMU runs unconfined
+	id   *vmID      // the jailed VM's identity, held until the guard exits
+	fs   []*exec.Cmd
+	// fsDone is closed once every file server exited; stopping says
+	// the guard is stopping them itself.
+	fsDone   chan struct{}
+	stopping atomic.Bool
+	// logw writes to QEMU's log, after what QEMU wrote (nil if it could
+	// not be opened).
+	logw   *os.File
 	owner  net.Conn
 	ln     *net.UnixListener
 	cmd    *exec.Cmd
@@ -293,6 +307,11 @@ func (g *guard) start(argv []string, taps int, console, logPath, listen string) 
 			f.Close() // QEMU has them; their owner is QEMU alone
 		}
 	}
+	// The guard's own words about the VM go through the log pipe too:
+	// the copier owns the log file's offset.
+	if fd, err := unix.FcntlInt(pw.Fd(), unix.F_DUPFD_CLOEXEC, 0); err == nil {
+		g.logw = os.NewFile(uintptr(fd), "log")
+	}
 	g.cmd = cmd
 	g.copied = make(chan struct{}, 2)
 	go g.copy(mine, console, false)
@@ -315,12 +334,52 @@ func (g *guard) startFileServers(log *os.File) ([]*os.File, error) {
 		return nil, err
 	}
 	g.id = id
-	ends, cmds, err := startFileServers(g.plan.Helper, g.plan.Shares, log)
+	ends, cmds, err := startFileServers(g.plan, log)
 	if err != nil {
 		return nil, err
 	}
 	g.fs = cmds
 	return ends, nil
+}
+
+// watchFileServers stops the VM when one of its file servers exits while
+// it runs: the guest's requests to that share would otherwise wait for
+// ever (nobody answers a virtio-fs request, and QEMU 7.2 cannot reconnect
+// a vhost-user-fs device to a new server), and a VM without its files is
+// as lost as one whose QEMU died. Kata stops the sandbox too.
+func (g *guard) watchFileServers() {
+	g.fsDone = make(chan struct{})
+	var wg sync.WaitGroup
+	for i, c := range g.fs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := c.Wait()
+			if g.stopping.Load() {
+				return
+			}
+			if g.logw != nil {
+				fmt.Fprintf(g.logw, "%s: the file server of share %s exited (%v): stopping the VM\n", guardArgv0, g.plan.Shares[i].Tag, err)
+			}
+			g.cmd.Process.Signal(syscall.SIGKILL)
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(g.fsDone)
+	}()
+}
+
+// stopFileServers kills the file servers watchFileServers watches and
+// waits for them.
+func (g *guard) stopFileServers() {
+	g.stopping.Store(true)
+	for _, c := range g.fs {
+		c.Process.Kill()
+	}
+	if g.fsDone != nil {
+		<-g.fsDone
+	}
 }
 
 // command is QEMU's command: QEMU itself, or when confined the jail that
@@ -493,7 +552,10 @@ func awaitClose(c net.Conn) {
 // killed by the same one, so that the guard's parent sees what QEMU did.
 func (g *guard) wait() int {
 	err := g.cmd.Wait()
-	stopFileServers(g.fs)
+	g.stopFileServers()
+	if g.logw != nil {
+		g.logw.Close() // the log's copier ends once every writer did
+	}
 	if g.plan != nil {
 		if b, rerr := os.ReadFile(g.plan.Jail.PIDFile); rerr == nil && strings.TrimSpace(string(b)) == strconv.Itoa(g.cmd.Process.Pid) {
 			os.Remove(g.plan.Jail.PIDFile)

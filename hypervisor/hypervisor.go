@@ -45,6 +45,9 @@ type Config struct {
 	VCPUs     int
 	MemoryMiB int
 	Shares    []Share
+	// SharedFS is how the shares reach the guest: 9p (the default, "")
+	// or virtio-fs (virtiofs.go), which needs MemoryFile empty.
+	SharedFS FS
 	// MemoryFile backs guest RAM with a file, for VM templates:
 	// MemoryShared maps it shared (a template writes its RAM there);
 	// otherwise it is mapped privately (a clone copies pages it writes).

@@ -59,6 +59,8 @@ type qemu struct {
 	// helper is the 9p proxy helper when VMs run jailed (Confined):
 	// shares are then served by it, not by QEMU. Empty otherwise.
 	helper string
+	// virtiofsd serves the shares of a VM sharing over virtio-fs.
+	virtiofsd string
 }
 
 // NewQEMU validates cfg and returns a QEMU backend for it. An empty Binary
@@ -109,6 +111,12 @@ func newQEMU(cfg Config) (*qemu, error) {
 	q := &qemu{cfg: cfg, arch: arch}
 	if Confined() {
 		q.helper = ProxyHelper()
+	}
+	if cfg.SharedFS == FSVirtio {
+		if err := VirtioFS(); err != nil {
+			return nil, fmt.Errorf("qemu: %w", err)
+		}
+		q.virtiofsd = Virtiofsd()
 	}
 	return q, nil
 }
@@ -186,6 +194,15 @@ func validate(cfg *Config) error {
 		if err := absPath("memory file", &cfg.MemoryFile); err != nil {
 			return err
 		}
+	}
+	switch cfg.SharedFS {
+	case "", FS9P:
+	case FSVirtio:
+		if cfg.MemoryFile != "" || cfg.Incoming {
+			return errors.New("virtio-fs needs the guest's RAM shared with virtiofsd: a VM template or its clone cannot have it (9p serves those)")
+		}
+	default:
+		return fmt.Errorf("shared filesystem %q: want %s or %s", cfg.SharedFS, FS9P, FSVirtio)
 	}
 	seen := map[string]bool{}
 	for i := range cfg.Shares {
@@ -304,6 +321,26 @@ func (q *qemu) args() []string {
 		a = append(a, "-device", "vmgenid,id=vmgenid0,guid=auto")
 	}
 	a = append(a, q.incomingArgs()...)
+	if c.SharedFS == FSVirtio {
+		a = append(a, virtioFSArgs(c, q.arch.bus)...)
+	} else {
+		a = append(a, q.ninePArgs()...)
+	}
+	a = append(a, netArgs(c.NetDevices, q.arch.bus)...)
+	a = append(a, diskArgs(c.Disks, q.arch.bus)...)
+	return append(a,
+		"-chardev", "socket,id=qmp,fd="+strconv.Itoa(qmpFD(c.NetDevices))+",server=on,wait=off",
+		"-mon", "chardev=qmp,mode=control",
+		"-pidfile", c.PIDFile,
+	)
+}
+
+// ninePArgs are the devices of the shares over virtio-9p: served by QEMU
+// itself, or by the proxy helper (fsjail.go) when QEMU is jailed.
+func (q *qemu) ninePArgs() []string {
+	c := q.cfg
+	dev := func(name string) string { return name + "-" + q.arch.bus }
+	var a []string
 	for i, s := range c.Shares {
 		id := "fs" + strconv.Itoa(i)
 		// multidevs=remap: a share may span host filesystems (bind
@@ -324,13 +361,7 @@ func (q *qemu) args() []string {
 		a = append(a, "-fsdev", fsdev,
 			"-device", dev("virtio-9p")+",fsdev="+id+",mount_tag="+s.Tag)
 	}
-	a = append(a, netArgs(c.NetDevices, q.arch.bus)...)
-	a = append(a, diskArgs(c.Disks, q.arch.bus)...)
-	return append(a,
-		"-chardev", "socket,id=qmp,fd="+strconv.Itoa(qmpFD(c.NetDevices))+",server=on,wait=off",
-		"-mon", "chardev=qmp,mode=control",
-		"-pidfile", c.PIDFile,
-	)
+	return a
 }
 
 // Start launches QEMU in a new session, so that the VM survives the

@@ -26,6 +26,9 @@ import (
 func (q *qemu) memoryArgs() (backend []string, machineSuffix string) {
 	c := q.cfg
 	if c.MemoryFile == "" {
+		if c.SharedFS == FSVirtio {
+			return sharedMemoryArgs(c.MemoryMiB)
+		}
 		return nil, ""
 	}
 	share := "off"

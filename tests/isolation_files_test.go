@@ -14,19 +14,30 @@ import (
 )
 
 // A privileged container owns its guest, kernel included, and so every
-// 9p request its VM sends: whatever it asks, no file on the host becomes
-// set-user-ID or set-group-ID, no device node appears, and nothing is
-// written outside the shares. Plain writes still work. (runc allows all
-// of it in a volume: the behaviour is skiff's.)
+// request its VM sends to a file server, over 9p or virtio-fs: whatever
+// it asks, no file on the host becomes set-user-ID or set-group-ID, no
+// device node appears, and nothing is written outside the shares. Plain
+// writes still work. (runc allows all of it in a volume: the behaviour
+// is skiff's.)
 func TestGuestCannotPlantPrivilegedFilesOnTheHost(t *testing.T) {
 	e2e.SkiffOnly(t)
 	e := e2e.NewEnv(t)
-	vol := e.Mkdir("vol")
-	rootfs := filepath.Join(e.Dir, "rootfs-rw")
+	for _, fs := range []string{"9p", "virtio-fs"} {
+		t.Run(fs, func(t *testing.T) {
+			t.Parallel()
+			plantPrivilegedFiles(e.For(t), fs)
+		})
+	}
+}
+
+func plantPrivilegedFiles(e *e2e.Env, fs string) {
+	t := e.T
+	vol := e.Mkdir("vol-" + fs)
+	rootfs := filepath.Join(e.Dir, "rootfs-rw-"+fs)
 	if out, err := exec.Command("cp", "-a", e2e.RootfsDir(), rootfs).CombinedOutput(); err != nil {
 		t.Fatalf("copy the rootfs: %v: %s", err, out)
 	}
-	escape := "/etc/skiff-escape-" + e.ID("x")
+	escape := "/etc/skiff-escape-" + e.ID("x-"+fs)
 	script := `
 try() { name=$1; shift; if "$@" 2>/dev/null; then echo "$name=done"; else echo "$name=refused"; fi; }
 for d in /vol /; do
@@ -44,9 +55,9 @@ done
 ln -s /etc /vol/etc-link
 try throughlink sh -c "echo pwned > /vol/etc-link/` + filepath.Base(escape) + `"
 `
-	b := e.Bundle("attacker", e2e.Sh(script), e2e.Privileged, e2e.Mounts(e2e.Bind("/vol", vol, "rbind", "rw")),
+	b := e.Bundle("attacker-"+fs, e2e.Sh(script), e2e.Privileged, e2e.Mounts(e2e.Bind("/vol", vol, "rbind", "rw")),
 		func(s *specs.Spec) { s.Root = &specs.Root{Path: rootfs} })
-	r := e.MustOK(e.RT("run", "--bundle", b, e.ID("attacker")))
+	r := e.MustOK(e.RT(append(e.SharedFSArgs(fs), "run", "--bundle", b, e.ID("attacker-"+fs))...))
 	kv := e2e.KeyValues(r.Stdout)
 
 	for _, n := range []string{"_vol", "_"} {
@@ -85,15 +96,27 @@ try throughlink sh -c "echo pwned > /vol/etc-link/` + filepath.Base(escape) + `"
 // QEMU runs jailed: a uid of its own, no capability in any set,
 // no_new_privs, its own seccomp filter, and a mount namespace of its own
 // that holds none of the host's state; the guest's files are served by
-// helpers chrooted into their share, under skiff's seccomp filter and
-// without the capabilities to set file capabilities or trusted xattrs.
+// helpers (9p's proxy helper, virtiofsd) chrooted into their share, under
+// skiff's seccomp filter and without the capabilities to set file
+// capabilities or trusted xattrs.
 func TestQEMURunsJailed(t *testing.T) {
 	e2e.SkiffOnly(t)
 	if os.Geteuid() != 0 {
 		t.Skip("the jail needs root")
 	}
 	e := e2e.NewEnv(t)
-	id, pid, qemu := runningSandbox(e, "jailed")
+	// A template's clone (9p), and a cold boot over virtio-fs.
+	for name, args := range map[string][]string{"template": nil, "virtio-fs": e.SharedFSArgs("virtio-fs")} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			checkJailed(e.For(t), "jailed-"+name, args)
+		})
+	}
+}
+
+func checkJailed(e *e2e.Env, name string, args []string) {
+	t := e.T
+	id, pid, qemu := runningSandbox(e, name, args...)
 	for field, want := range map[string]string{
 		"Seccomp": "2", "NoNewPrivs": "1",
 		"CapPrm": "0000000000000000", "CapEff": "0000000000000000",
@@ -164,8 +187,8 @@ func procPath(pid int, rel string) string {
 	return filepath.Join("/proc", itoa(pid), rel)
 }
 
-// fileServers are the virtfs-proxy-helper processes whose parent is QEMU's
-// (its guard).
+// fileServers are the file servers (virtfs-proxy-helper, virtiofsd) whose
+// parent is QEMU's (its guard).
 func fileServers(qemu int) []int {
 	guard := statusInt(qemu, "PPid")
 	var pids []int
@@ -176,7 +199,8 @@ func fileServers(qemu int) []int {
 			continue
 		}
 		comm, _ := os.ReadFile(procPath(pid, "comm"))
-		if strings.HasPrefix(string(comm), "virtfs-proxy") && statusInt(pid, "PPid") == guard {
+		isServer := strings.HasPrefix(string(comm), "virtfs-proxy") || strings.HasPrefix(string(comm), "virtiofsd")
+		if isServer && statusInt(pid, "PPid") == guard {
 			pids = append(pids, pid)
 		}
 	}

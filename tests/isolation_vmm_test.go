@@ -20,18 +20,6 @@ import (
 // sandbox runs, from the host, as an attacker who took the guest over would
 // hope to find them.
 
-// qemuBelow returns the PIDs of the QEMU processes whose command line names
-// a path below dir (a sandbox's state directory, a factory directory).
-func qemuBelow(dir string) []int {
-	var pids []int
-	for pid, cmd := range e2e.QEMUProcesses() {
-		if strings.Contains(string(cmd), dir+"/") {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
 // procStatus returns the value of one field of /proc/PID/status.
 func procStatus(t *testing.T, pid int, field string) string {
 	t.Helper()
@@ -53,14 +41,10 @@ func procStatus(t *testing.T, pid int, field string) string {
 func runningSandbox(e *e2e.Env, name string, args ...string) (id string, pid, qemu int) {
 	e.T.Helper()
 	id = e.ID(name)
-	pid, out := e.Create(id, e.Bundle(name, e2e.Sh("echo UP; while true; do sleep 1; done")))
+	pid, out := e.Create(id, e.Bundle(name, e2e.Sh("echo UP; while true; do sleep 1; done")), args...)
 	e.MustOK(e.RT("start", id))
 	e.WaitOutput(out, "UP")
-	pids := qemuBelow(e.Dir)
-	if len(pids) != 1 {
-		e.T.Fatalf("want one QEMU below %s, found %v", e.Dir, pids)
-	}
-	return id, pid, pids[0]
+	return id, pid, e.QEMUPID(id)
 }
 
 // QEMU filters its own system calls (-sandbox): mode 2 is a seccomp

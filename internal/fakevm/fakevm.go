@@ -169,6 +169,9 @@ func (vm *VM) Start(ctx context.Context) error {
 	return nil
 }
 
+// Config is the configuration the VM was made with.
+func (vm *VM) Config() hypervisor.Config { return vm.cfg }
+
 func (vm *VM) running() bool {
 	select {
 	case <-vm.done:

@@ -110,7 +110,7 @@ func (l *Lease) Start(ctx context.Context, nics []hypervisor.NetDevice, plan *ho
 		nw.RestoredNICs(TemplateMAC)
 		return vm, nil
 	}
-	if l.f.cfg.Factory.Template && templateEligible(c) {
+	if l.f.cfg.Factory.Template && l.f.clonesAllowed() && templateEligible(c) {
 		vm, err := l.restore(ctx, c)
 		if err == nil {
 			nw.RestoredNICs(TemplateMAC)
@@ -126,6 +126,12 @@ func (l *Lease) Start(ctx context.Context, nics []hypervisor.NetDevice, plan *ho
 			l.req.Log.Warn("VM template unusable; booting cold", "error", err)
 		}
 	}
+	fs, why := l.f.coldFS()
+	if why != nil {
+		l.req.Log.Debug("sharing files over 9p", "why", why)
+	}
+	c.SharedFS = fs
+	plan.ServeWith(fs)
 	return l.boot(ctx, c)
 }
 
@@ -314,7 +320,7 @@ const pooledAnswerTimeout = 3 * time.Second
 // pool wants a filler.
 func (f *Factory) takePooled(r Request) (*pooledVM, bool) {
 	fc := f.cfg.Factory
-	if fc.Cache <= 0 || !fc.Template || !templateEligible(r.Config) {
+	if fc.Cache <= 0 || !fc.Template || !f.clonesAllowed() || !templateEligible(r.Config) {
 		return nil, false
 	}
 	if err := f.ensureDir(); err != nil {

@@ -66,10 +66,13 @@ type host struct {
 	// makeDisk makes a scratch disk file of size bytes at path, formatted
 	// when format (hostdisk).
 	makeDisk func(path string, size int64, format bool) error
+	// virtioFS says why VMs cannot share over virtio-fs here, nil if
+	// they can (hypervisor.VirtioFS).
+	virtioFS func() error
 }
 
 var onHost = host{spareTaps: hostnet.SpareTapsPinned, bindShare: hostfs.BindShare, protect: hostfs.ProtectDir, joinRoot: hostcgroup.JoinRoot,
-	makeDisk: makeDisk}
+	makeDisk: makeDisk, virtioFS: hypervisor.VirtioFS}
 
 // makeDisk is host.makeDisk on the host. On error nothing is left.
 func makeDisk(path string, size int64, format bool) error {

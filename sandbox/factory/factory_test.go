@@ -2,6 +2,8 @@ package factory
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,6 +35,7 @@ func testFactory(t *testing.T, template bool, cache int) (*Factory, *fakevm.VMM)
 		makeDisk: func(path string, size int64, format bool) error {
 			return os.WriteFile(path, nil, 0o600)
 		},
+		virtioFS: func() error { return nil },
 	}
 	return f, vmm
 }
@@ -45,6 +48,13 @@ func scratchDisk(path string) hypervisor.Disk {
 
 // acquire asks f for a sandbox's VM as the shim does.
 func acquire(t *testing.T, f *Factory) (*Lease, *VM, error) {
+	t.Helper()
+	l, vm, _, err := acquirePlan(t, f)
+	return l, vm, err
+}
+
+// acquirePlan is acquire, with the share plan the VM was started with.
+func acquirePlan(t *testing.T, f *Factory) (*Lease, *VM, *hostfs.Plan, error) {
 	t.Helper()
 	sb := t.TempDir()
 	b, err := oci.LoadBundle(ocitest.Bundle(t, nil))
@@ -71,7 +81,7 @@ func acquire(t *testing.T, f *Factory) (*Lease, *VM, error) {
 			l.Release()
 		})
 	}
-	return l, vm, err
+	return l, vm, plan, err
 }
 
 func TestAcquireBootsColdWithoutTemplates(t *testing.T) {
@@ -92,6 +102,49 @@ func TestAcquireBootsColdWithoutTemplates(t *testing.T) {
 	case <-vm.Exited():
 	case <-time.After(5 * time.Second):
 		t.Error("Exited not closed after the VM died")
+	}
+}
+
+func TestSharedFSPerSandbox(t *testing.T) {
+	noVirtioFS := errors.New("no virtiofsd")
+	for _, tc := range []struct {
+		setting  string
+		template bool
+		host     error
+		from     string
+		fs       hypervisor.FS
+		fstype   string
+	}{
+		// auto: a clone where a template serves (9p), virtio-fs for a
+		// cold boot where the host has it, 9p where not.
+		{"auto", true, nil, "template", "", "9p"},
+		{"auto", false, nil, "cold", hypervisor.FSVirtio, "virtiofs"},
+		{"auto", false, noVirtioFS, "cold", hypervisor.FS9P, "9p"},
+		// virtio-fs: no clones, even with templates on.
+		{"virtio-fs", true, nil, "cold", hypervisor.FSVirtio, "virtiofs"},
+		{"9p", false, nil, "cold", hypervisor.FS9P, "9p"},
+	} {
+		name := fmt.Sprintf("%s/template=%v/host=%v", tc.setting, tc.template, tc.host)
+		t.Run(name, func(t *testing.T) {
+			f, _ := testFactory(t, tc.template, 0)
+			f.cfg.Runtime.SharedFS = tc.setting
+			f.host.virtioFS = func() error { return tc.host }
+			_, vm, plan, err := acquirePlan(t, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if vm.From != tc.from {
+				t.Errorf("from %s, want %s", vm.From, tc.from)
+			}
+			if got := vm.Hypervisor.(*fakevm.VM).Config().SharedFS; got != tc.fs {
+				t.Errorf("VM shares over %q, want %q", got, tc.fs)
+			}
+			for _, s := range plan.Guest {
+				if s.FSType != tc.fstype {
+					t.Errorf("guest mounts share %s as %q, want %q", s.Tag, s.FSType, tc.fstype)
+				}
+			}
+		})
 	}
 }
 

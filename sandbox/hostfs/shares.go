@@ -117,6 +117,18 @@ func PlanShares(sandbox string, b *oci.Bundle, pod bool) (*Plan, error) {
 	return p, nil
 }
 
+// ServeWith sets how the guest mounts the plan's shares: over virtio-fs,
+// or 9p (PlanShares's default).
+func (p *Plan) ServeWith(fs hypervisor.FS) {
+	t := "9p"
+	if fs == hypervisor.FSVirtio {
+		t = "virtiofs"
+	}
+	for i := range p.Guest {
+		p.Guest[i].FSType = t
+	}
+}
+
 // planBinds plans a host bind mount for every bind mount of spec (a copy
 // of b's, whose Mounts it replaces): directory K at dirs/K/NAME, file K
 // alone in files/K/. It returns the binds and, by kind, which of spec's mounts
