@@ -222,7 +222,7 @@ PY
 need=$((2 * (SEQ_MIB + TREE_FILES * 5 / 1024 + 64)))
 mem=$((need > 512 ? need : 512))
 cold() { printf '[runtime]\nshared_fs = "%s"\n[factory]\ntemplate = false\n[hypervisor]\ndefault_memory = %d\n' "$1" "$mem"; }
-cold virtio-9p >"$WORK/9p.toml"
+cold 9p >"$WORK/9p.toml"
 cold virtio-fs >"$WORK/virtio-fs.toml"
 # The default configuration, but with a factory directory of its own: the
 # machine's /run/skiff-factory belongs to others.
