@@ -17,7 +17,7 @@
 # Both skiff rootfs rows boot their VM cold ([factory] template = false):
 # virtio-fs needs the guest's RAM shared with virtiofsd, which a template
 # clone's is not, so 9p is held to the same boot to compare like for like.
-# scratch and tmpfs are measured in the 9p VM.
+# scratch is measured in the 9p VM, the tmpfs in both.
 #
 # Work (columns), each a repeat of 3 in one container per configuration
 # (one VM: boots are slow under TCG), places interleaved in each repeat so
@@ -58,7 +58,8 @@
 #                 scratch and tmpfs were mostly ls -l's stat of
 #                 /etc/localtime over 9p for each file: TZ is set here).
 # The find + stat walk also starts with the guest's caches dropped.
-# Ratios: a cell's time over the guest tmpfs's time for the same work.
+# Ratios: a cell's time over the guest tmpfs's time for the same work, in
+# the same VM (runc's: over the 9p VM's).
 # Below 1 where the host does the work natively: all of runc's, and the
 # shared filesystems' bulk reads and writes (the host's file server moves
 # the data; the guest's tmpfs copies every page in emulated code).
@@ -280,23 +281,26 @@ sed 's/ \/rootdir / runc /' "$OUT/runc" >"$OUT/all"
 for c in 9p virtio-fs; do
 	[[ -z ${NA[$c]:-} ]] || continue
 	rm -rf "$B/rootfs/rootdir" && mkdir "$B/rootfs/rootdir"
-	places=/rootdir
+	# Each VM measures its own tmpfs, the floor its rootfs row is divided
+	# by: the same VM at the same time, whatever the host's load did
+	# between the two VMs.
+	places="/rootdir /tmpfs"
 	[[ $c == 9p ]] && places="/rootdir /scratch /tmpfs"
 	echo "bench-storage: skiff $c cold ($places)..." >&2
 	set_run "$places" 1
 	rc=0; skiff_run "$WORK/$c.toml" "work-$c" "$B" || rc=$?
 	if ((rc == 3)); then NA[$c]=$(na_reason "work-$c"); continue; fi
-	sed -e "s/ \/rootdir / $c /" -e 's/ \/scratch / scratch /' -e 's/ \/tmpfs / tmpfs /' "$OUT/work-$c" >>"$OUT/all"
+	sed -e "s/ \/rootdir / $c /" -e 's/ \/scratch / scratch /' -e "s/ \/tmpfs / tmpfs-$c /" "$OUT/work-$c" >>"$OUT/all"
 done
 
 # --- the table ------------------------------------------------------------------
 # fig WORK PLACE: the median in centiseconds.
 fig() { awk -v w="$1" -v p="$2" '$1 == w && $2 == p {print $3}' "$OUT/all" | median; }
 secs() { awk -v c="$1" 'BEGIN {printf "%.2f", c / 100}'; }
-# cell WORK PLACE: seconds (MiB/s for dd), and × the tmpfs's time.
+# cell WORK PLACE FLOOR: seconds (MiB/s for dd), and × FLOOR's time.
 cell() {
 	local v t x=""
-	v=$(fig "$1" "$2"); t=$(fig "$1" tmpfs)
+	v=$(fig "$1" "$2"); t=$(fig "$1" "$3")
 	[[ -n $v ]] || { printf 'n/a'; return; }
 	[[ -n $t ]] && ((t > 0)) && x=$(awk -v a="$v" -v b="$t" 'BEGIN {r = a / b; printf (r < 0.1 ? " (%.2f×)" : " (%.1f×)"), r}')
 	case $1 in
@@ -309,14 +313,15 @@ cell() {
 	*) printf '%s s%s' "$(secs "$v")" "$x" ;;
 	esac
 }
+# row NAME PLACE FLOOR [CONFIG]: NAME's cells, n/a if skiff refused CONFIG.
 row() {
-	local name=$1 place=$2 w
-	if [[ -n ${NA[$place]:-} ]]; then
-		echo "| $name | n/a (${NA[$place]}) | | | | |"
+	local name=$1 place=$2 floor=$3 c=${4:-} w
+	if [[ -n $c && -n ${NA[$c]:-} ]]; then
+		echo "| $name | n/a (${NA[$c]}) | | | | |"
 		return
 	fi
 	printf '| %s |' "$name"
-	for w in untar stat seqw seqr small; do printf ' %s |' "$(cell "$w" "$place")"; done
+	for w in untar stat seqw seqr small; do printf ' %s |' "$(cell "$w" "$place" "$floor")"; done
 	echo
 }
 start_row() {
@@ -335,14 +340,15 @@ echo "# skiff storage ($(nproc) CPUs, median of 3; times on the guest's clock, r
 echo
 echo "| where the container writes | untar $TREE_FILES files | find + stat of them | seq write $SEQ_MIB MiB (fsync) | seq read $SEQ_MIB MiB | $FILES small files written + ls -l |"
 echo "|---|---|---|---|---|---|"
-row "runc: rootfs directory on the host (baseline)" runc
-row "skiff: rootfs over 9p (cold boot)" 9p
-row "skiff: rootfs over virtio-fs (cold boot)" virtio-fs
-row "skiff: guest-local scratch disk" scratch
-row "skiff: guest tmpfs (the floor)" tmpfs
+row "runc: rootfs directory on the host (baseline)" runc tmpfs-9p
+row "skiff: rootfs over 9p (cold boot)" 9p tmpfs-9p 9p
+row "skiff: rootfs over virtio-fs (cold boot)" virtio-fs tmpfs-virtio-fs virtio-fs
+row "skiff: guest-local scratch disk (in the 9p VM)" scratch tmpfs-9p 9p
+row "skiff: guest tmpfs, the floor (in the 9p VM)" tmpfs-9p tmpfs-9p 9p
+row "skiff: guest tmpfs, the floor (in the virtio-fs VM)" tmpfs-virtio-fs tmpfs-virtio-fs virtio-fs
 start_row "run /bin/true start (median of 3): skiff 9p, cold boot" 9p
 start_row "run /bin/true start (median of 3): skiff virtio-fs, cold boot" virtio-fs
 start_row "run /bin/true start (median of 3): skiff default config (template restore)" template
 start_row "run /bin/true start (median of 3): runc" runc
 echo
-echo "(×: the time over the guest tmpfs's for the same work; start rows: host clock, date +%s%N around run)"
+echo "(×: the time over the guest tmpfs's for the same work, in the same VM; runc's over the 9p VM's. Start rows: host clock, date +%s%N around run.)"
