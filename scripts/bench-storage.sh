@@ -5,7 +5,7 @@
 #   make bench                                  (runs this among the others)
 #   scripts/bench-storage.sh                    (as root, after `make all`)
 #   BENCH_TREE_FILES=50000 BENCH_SEQ_MIB=1024 scripts/bench-storage.sh
-#                                               (the sizes: ~2 h under TCG)
+#                                               (the sizes: ~1.5 h under TCG)
 #
 # Places (rows):
 #   runc          a directory of the rootfs on the host: the baseline
@@ -26,11 +26,11 @@
 #                 100, a few bytes each, generated once on the host with a
 #                 fixed layout, extracted from the guest's tmpfs (so every
 #                 row reads its source from RAM). Why 2000, not the issue's
-#                 50k: under TCG on this 2-core machine, 9p took ~19 ms a
-#                 file to extract and ~5 ms to stat, ~70 s per 1000 files
-#                 for the 3 repeats of one shared-filesystem row: 50k would
-#                 be ~1 h per row; 2000 keep the whole script under ~10 min
-#                 (the rest of it takes ~4-5 min).
+#                 50k: under TCG on this 2-core machine, 9p took ~15 ms a
+#                 file to extract and ~7 ms to stat, ~65 s per 1000 files
+#                 for its 3 repeats (virtio-fs ~25 s): 50k would take
+#                 ~1 h 20 min for those two rows alone. With 2000 the whole
+#                 script took 6-9 min here, under a load of 3-5.
 #   find + stat   `find DIR | xargs stat -c %s`: a stat(1) of every entry
 #                 with a handful of processes, not one per file as
 #                 `find -exec stat` would (a fork under TCG costs as much
@@ -67,7 +67,8 @@
 # Clocks: the work is timed inside the container with /proc/uptime
 # (centiseconds; busybox date has no %N): the guest's clock, so VM start is
 # not in the figures, and the host's in runc. A figure of 0.00 s means less
-# than the clock's 10 ms. The commands run from a busybox copied to the
+# than the clock's 10 ms; runc's dd figures are a few ticks, their MiB/s
+# only an order of magnitude. The commands run from a busybox copied to the
 # tmpfs, so that no row pays for reloading busybox over the shared
 # filesystem after the caches are dropped.
 #
