@@ -40,6 +40,10 @@ func filesDir(sandbox string) string { return filepath.Join(sandbox, "files") }
 type Plan struct {
 	Host  []hypervisor.Share
 	Guest []protocol.Share
+	// Disks are host block devices the VM gets (a block rootfs:
+	// UseRootDisk), and blockRoot the rootfs's mount they come from.
+	Disks     []hypervisor.Disk
+	blockRoot *blockRoot
 	// Spec is the bundle's spec with host paths rewritten to guest paths.
 	Spec *specs.Spec
 	// binds are host bind mounts to make before the VM starts, under
@@ -125,7 +129,9 @@ func (p *Plan) ServeWith(fs hypervisor.FS) {
 		t = "virtiofs"
 	}
 	for i := range p.Guest {
-		p.Guest[i].FSType = t
+		if p.Guest[i].FSType == "9p" || p.Guest[i].FSType == "virtiofs" {
+			p.Guest[i].FSType = t
+		}
 	}
 }
 

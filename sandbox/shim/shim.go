@@ -187,6 +187,11 @@ func (s *shim) boot(id string, o Options) error {
 	if err != nil {
 		return err
 	}
+	if s.cfg.Storage.RootfsDisk {
+		if err := plan.UseRootDisk(b.Rootfs); err != nil {
+			return err
+		}
+	}
 	if err := plan.MountBinds(string(s.dir)); err != nil {
 		return err
 	}
@@ -195,8 +200,14 @@ func (s *shim) boot(id string, o Options) error {
 			return err
 		}
 	}
+	release, err := plan.TakeOverRootDisk()
+	if err != nil {
+		return err
+	}
 	ctx := context.Background()
-	if err := s.startVM(ctx, b.Spec, plan, scratch.Scratch != nil); err != nil {
+	err = s.startVM(ctx, b.Spec, plan, scratch.Scratch != nil)
+	release() // the VM holds the disk now, or never will
+	if err != nil {
 		return err
 	}
 	s.guestDirs = plan.GuestDirs()
@@ -242,6 +253,7 @@ func (s *shim) startVM(ctx context.Context, spec *specs.Spec, plan *hostfs.Plan,
 	if err := s.makeDisk(spec, &c); err != nil {
 		return err
 	}
+	c.Disks = append(c.Disks, plan.Disks...)
 	s.vcpus, s.memMiB = c.VCPUs, c.MemoryMiB
 	// QEMU, started below, inherits the shim's host cgroup.
 	if err := hostcgroup.Join(string(s.dir), spec, c.MemoryMiB); err != nil {
