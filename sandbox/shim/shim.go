@@ -187,7 +187,9 @@ func (s *shim) boot(id string, o Options) error {
 	if err != nil {
 		return err
 	}
-	if s.cfg.Storage.RootfsDisk {
+	// A pod's sandbox container (pause) gains nothing from a disk, and a
+	// VM with one cannot come from a template: it keeps the share.
+	if s.cfg.Storage.RootfsDisk && role != oci.RoleSandbox {
 		if err := plan.UseRootDisk(b.Rootfs); err != nil {
 			return err
 		}
