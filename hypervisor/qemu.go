@@ -320,6 +320,7 @@ func (q *qemu) args() []string {
 		// guid=auto: a fresh GUID per QEMU process, so per clone.
 		a = append(a, "-device", "vmgenid,id=vmgenid0,guid=auto")
 	}
+	a = append(a, hotplugArgs(c.Machine)...)
 	a = append(a, q.incomingArgs()...)
 	if c.SharedFS == FSVirtio {
 		a = append(a, virtioFSArgs(c, q.arch.bus)...)

@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -46,11 +47,12 @@ func imageFile(t *testing.T, img, path string) string {
 // A rootfs that is a block device's filesystem: the container sees its
 // files and its writes land on the device. skiff gives the device to the
 // guest as a disk (the guest's ext4 mounts it; the host's mount is taken
-// over), runc uses the host's mount; a read-only rootfs stays read-only
-// on the device even to a privileged container that remounts it in its
-// guest. Nothing is left: no mount, no loop device held.
+// over), plugged into a template's clone or a pooled VM once it runs;
+// runc uses the host's mount. A read-only rootfs stays read-only on the
+// device even to a privileged container that remounts it in its guest.
+// Nothing is left: no mount, no loop device held.
 func TestRootfsOnABlockDevice(t *testing.T) {
-	e := e2e.NewEnv(t)
+	t.Parallel()
 	script := `
 echo content=$(cat /marker)
 if echo guest > /written 2>/dev/null; then echo write=done; else echo write=refused; fi
@@ -58,30 +60,53 @@ if [ "$REMOUNT" = 1 ]; then mount -o remount,rw / 2>/dev/null; echo again > /wri
 sync
 echo roottype=$(awk '$2 == "/" {print $3}' /proc/mounts | tail -n 1)
 `
-	for _, ro := range []bool{false, true} {
-		name := map[bool]string{false: "rw", true: "ro"}[ro]
-		t.Run(name, func(t *testing.T) {
+	variants := []struct {
+		name string
+		ro   bool
+		from string // where skiff's VM comes from
+	}{{"rw", false, "template"}, {"ro", true, "template"}}
+	if e2e.IsSkiff() {
+		variants = append(variants, struct {
+			name string
+			ro   bool
+			from string
+		}{"pool", false, "pool"})
+	}
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
 			t.Parallel()
-			e := e.For(t)
-			img, rootfs := blockRootfs(e, "block-"+name)
-			b := e.Bundle("block-"+name, e2e.Sh(script), e2e.Privileged, func(s *specs.Spec) {
-				s.Root = &specs.Root{Path: rootfs, Readonly: ro}
-				if ro && e2e.IsSkiff() {
+			e := e2e.NewSerialEnv(t) // its own factory directory
+			img, rootfs := blockRootfs(e, "block-"+v.name)
+			b := e.Bundle("block-"+v.name, e2e.Sh(script), e2e.Privileged, func(s *specs.Spec) {
+				s.Root = &specs.Root{Path: rootfs, Readonly: v.ro}
+				if v.ro && e2e.IsSkiff() {
 					s.Process.Env = append(s.Process.Env, "REMOUNT=1")
 				}
 			})
-			r := e.MustOK(e.RT("run", "--bundle", b, e.ID("block-"+name)))
-			kv := e2e.KeyValues(r.Stdout)
-			e2e.WantKV(t, kv, "content", "from-the-host")
-			e2e.WantKV(t, kv, "roottype", "ext4")
+			var r e2e.Result
 			if e2e.IsSkiff() {
+				cfg, _ := e.FactoryConfig(0)
+				if v.from == "pool" {
+					cfg, _, _ = startPool(e, 1)
+				}
+				var log string
+				r, log = runWithLog(e, cfg, b, e.ID("block-"+v.name))
+				e.MustOK(r)
+				if l, _ := os.ReadFile(log); !strings.Contains(string(l), "from="+v.from) {
+					t.Errorf("the VM did not come from the %s; log:\n%s", v.from, l)
+				}
 				// The guest's own mount: the host's was taken over.
 				if mounted(rootfs) {
 					t.Errorf("%s is still mounted on the host while the guest had the device", rootfs)
 				}
+			} else {
+				r = e.MustOK(e.RT("run", "--bundle", b, e.ID("block-"+v.name)))
+				exec.Command("umount", rootfs).Run() // runc's is the test's own
 			}
-			exec.Command("umount", rootfs).Run() // runc's: the test's own
-			if ro {
+			kv := e2e.KeyValues(r.Stdout)
+			e2e.WantKV(t, kv, "content", "from-the-host")
+			e2e.WantKV(t, kv, "roottype", "ext4")
+			if v.ro {
 				e2e.WantKV(t, kv, "write", "refused")
 				if got := imageFile(t, img, "/written") + imageFile(t, img, "/written2"); got != "" {
 					t.Errorf("a read-only rootfs was written on its device: %q", got)

@@ -36,6 +36,10 @@ const rootDiskID = "rootdisk"
 // ext4 driver also mounts ext2 and ext3).
 var blockRootFSTypes = map[string]bool{"ext4": true, "ext3": true, "ext2": true}
 
+// diskFSType reports whether a guest share of fsType is a disk's
+// filesystem (a block rootfs) rather than a shared filesystem.
+func diskFSType(fsType string) bool { return blockRootFSTypes[fsType] }
+
 // blockRoot is a rootfs mounted from a block device.
 type blockRoot struct {
 	device string // the device node, from the mount's source
