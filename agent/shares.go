@@ -17,8 +17,8 @@ func validateShare(s protocol.Share) error {
 		return fmt.Errorf("share %q: invalid tag", s.Tag)
 	case !filepath.IsAbs(s.GuestPath) || filepath.Clean(s.GuestPath) != s.GuestPath || s.GuestPath == "/":
 		return fmt.Errorf("share %s: guest path %q must be absolute, clean and not /", s.Tag, s.GuestPath)
-	case s.FSType != "9p" && s.FSType != "virtiofs":
-		return fmt.Errorf("share %s: unsupported fsType %q (want 9p or virtiofs)", s.Tag, s.FSType)
+	case s.FSType != "9p" && s.FSType != "virtiofs" && !diskFSTypes[s.FSType]:
+		return fmt.Errorf("share %s: unsupported fsType %q (want 9p, virtiofs, or ext2/3/4 for a disk)", s.Tag, s.FSType)
 	}
 	return nil
 }
@@ -94,6 +94,24 @@ func (a *Agent) releaseSharesLocked(shares []protocol.Share) {
 // for shared writable mappings.
 const ninepOptions = "trans=virtio,version=9p2000.L,msize=262144"
 
+// diskFSTypes are the filesystems a share may be on a disk with: a block
+// rootfs (the host's hostfs.RootDiskSerial), whose Tag is its serial.
+var diskFSTypes = map[string]bool{"ext4": true, "ext3": true, "ext2": true}
+
+// mountDisk mounts the filesystem of the disk whose serial is s.Tag: its
+// driver and ext4 are the scratch disk's modules.
+func mountDisk(s protocol.Share, flags uintptr, log *logger) error {
+	if err := loadModuleList(filepath.Join(modulesDir, scratchModulesFile), log); err != nil {
+		log.debugf("disk modules: %v", err) // the mount says whether it matters
+	}
+	dev, err := findDisk(s.Tag, scratchProbeWait)
+	if err != nil {
+		return err
+	}
+	// The ext4 driver mounts ext2 and ext3 too.
+	return unix.Mount(dev, s.GuestPath, "ext4", flags, "")
+}
+
 // virtiofsModulesFile lists the modules a virtio-fs share needs, loaded on
 // the first such mount: only cold-booted VMs share that way.
 const virtiofsModulesFile = "modules.virtiofs"
@@ -113,6 +131,8 @@ func mountShare(s protocol.Share, log *logger) error {
 		if err == unix.EINVAL {
 			err = unix.Mount(s.Tag, s.GuestPath, "9p", flags, ninepOptions)
 		}
+	case "ext4", "ext3", "ext2":
+		err = mountDisk(s, flags, log)
 	case "virtiofs":
 		if lerr := loadModuleList(filepath.Join(modulesDir, virtiofsModulesFile), log); lerr != nil {
 			log.debugf("virtiofs modules: %v", lerr) // the mount says whether it matters

@@ -75,6 +75,10 @@ type Storage struct {
 	// ScratchPaths are container paths that are always scratch, for
 	// every container, beside those of the annotation io.skiff.scratch.
 	ScratchPaths []string `toml:"scratch_paths"`
+	// RootfsDisk gives a sandbox's VM a rootfs that is a block device's
+	// whole filesystem (devmapper, a loop mount) as a disk, taking the
+	// host's mount of it over; false shares it like any directory.
+	RootfsDisk bool `toml:"rootfs_disk"`
 }
 
 // Runtime configures the host side.
@@ -103,7 +107,7 @@ func Default() *Config {
 			MaxMemory:      16384,
 		},
 		Factory: Factory{Template: true, Dir: userns.RuntimeDir("skiff-factory", "/run/skiff-factory")},
-		Storage: Storage{ScratchSize: "10G"},
+		Storage: Storage{ScratchSize: "10G", RootfsDisk: true},
 		Runtime: Runtime{
 			SharedFS:     "auto",
 			LogLevel:     "info",

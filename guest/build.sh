@@ -181,27 +181,12 @@ fi
 
 # modprobe --show-depends prints "insmod PATH" in load order, dependencies
 # first ("builtin NAME" for built-in ones, which need nothing).
+# resolve_modules NAME MODULE...: adds the modules and what they depend
+# on, but those already added, to MODPATHS, and their file names, in load
+# order, to the array NAME.
 MODPATHS=()
 declare -A seen=()
-for m in "${MODULES[@]}"; do
-	deps=$(modprobe -d "$ROOT" -S "$KVER" --show-depends "$m") || die "module $m not found in $PKG"
-	while read -r kind path _; do
-		[[ $kind == insmod ]] || continue
-		b=$(basename "$path")
-		[[ -n ${seen[$b]:-} ]] && continue
-		seen[$b]=1
-		MODPATHS+=("$path")
-	done <<<"$deps"
-done
-MODNAMES=()
-for p in "${MODPATHS[@]}"; do
-	b=$(basename "$p")
-	MODNAMES+=("${b%.xz}")
-done
-# lazy_modules NAME MODULE...: resolves modules loaded on demand (not at
-# boot) into MODPATHS and their file names, in load order, into the array
-# NAME.
-lazy_modules() {
+resolve_modules() {
 	local -n names=$1
 	shift
 	names=()
@@ -218,8 +203,10 @@ lazy_modules() {
 		done <<<"$deps"
 	done
 }
-lazy_modules SCRATCHNAMES "${SCRATCH_MODULES[@]}"
-lazy_modules VIRTIOFSNAMES "${VIRTIOFS_MODULES[@]}"
+# Loaded at boot (modules.order), then on demand.
+resolve_modules MODNAMES "${MODULES[@]}"
+resolve_modules SCRATCHNAMES "${SCRATCH_MODULES[@]}"
+resolve_modules VIRTIOFSNAMES "${VIRTIOFS_MODULES[@]}"
 
 # ------------------------------------------------------------- initramfs ----
 

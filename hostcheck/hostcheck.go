@@ -44,10 +44,6 @@ var (
 	osRelease    = "/proc/sys/kernel/osrelease"
 	lookPath     = exec.LookPath
 	resolveAccel = hypervisor.ResolveAccel
-	// virtiofsdPaths are where distributions install virtiofsd outside
-	// PATH (Debian: /usr/libexec for the Rust one, /usr/lib/qemu for
-	// QEMU's C one).
-	virtiofsdPaths = []string{"/usr/libexec/virtiofsd", "/usr/lib/qemu/virtiofsd"}
 )
 
 // commandTimeout bounds each helper command (qemu -version, -machine
@@ -90,10 +86,14 @@ func Run(ctx context.Context, o Options) []Result {
 		}, o.Root))
 		rs = append(rs, CheckKernel(h.Kernel), CheckInitrd(h.Initrd), CheckGuestImage(h.Kernel, h.Initrd))
 	}
+	sharedFS := "auto"
+	if o.Config != nil {
+		sharedFS = o.Config.Runtime.SharedFS
+	}
 	rs = append(rs,
 		CheckVsock(),
 		CheckConfinement(),
-		CheckVirtiofsd(),
+		CheckSharedFS(sharedFS),
 		CheckCgroups(),
 		CheckNetwork(),
 		CheckScratch(),

@@ -157,17 +157,20 @@ func TestCheckVsock(t *testing.T) {
 	wantResult(t, CheckVsock(), Warn, missing, "virtio-serial")
 }
 
-func TestCheckVirtiofsd(t *testing.T) {
-	set(t, &lookPath, noLookPath)
-	dir := t.TempDir()
-	set(t, &virtiofsdPaths, []string{filepath.Join(dir, "nope"), filepath.Join(dir, "virtiofsd")})
-	wantResult(t, CheckVirtiofsd(), Warn, "not found", "virtio-9p")
+func TestCheckSharedFS(t *testing.T) {
+	missing := errors.New("no virtiofsd in PATH")
+	set(t, &virtioFS, func() error { return missing })
+	wantResult(t, CheckSharedFS("9p"), Pass, "9p for every sandbox")
+	wantResult(t, CheckSharedFS("virtio-fs"), Fail, "no virtiofsd", "would fail")
+	if hypervisor.Confined() {
+		wantResult(t, CheckSharedFS("auto"), Warn, "9p for every sandbox", "no virtiofsd")
+	} else {
+		wantResult(t, CheckSharedFS("auto"), Pass, "9p for every sandbox", "no virtiofsd")
+	}
 
-	p := writeFile(t, filepath.Join(dir, "virtiofsd"), "#!/bin/sh\n", 0o755)
-	wantResult(t, CheckVirtiofsd(), Pass, p)
-
-	set(t, &lookPath, func(name string) (string, error) { return "/opt/bin/" + name, nil })
-	wantResult(t, CheckVirtiofsd(), Pass, "/opt/bin/virtiofsd")
+	set(t, &virtioFS, func() error { return nil })
+	wantResult(t, CheckSharedFS("auto"), Pass, "clones and pooled VMs over 9p", "cold over virtio-fs")
+	wantResult(t, CheckSharedFS("virtio-fs"), Pass, "virtio-fs", "booted cold")
 }
 
 const (

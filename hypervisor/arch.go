@@ -58,13 +58,13 @@ func hasVMGenID(machine string) bool {
 // deviceModelVersion changes whenever the devices skiff gives a VM change
 // in a way options do not show (a device added to every VM, say): a saved
 // template holds device state, and a clone must have the same devices.
-const deviceModelVersion = 4
+const deviceModelVersion = 5 // 5: the hot-plug slot (hotplug.go)
 
 // DeviceModel names the device set of a VM on machine, beyond what the
 // machine string itself says: template keys include it, so that a skiff
 // that changes the devices never restores a template saved by another.
 func DeviceModel(machine string) string {
-	return fmt.Sprintf("v%d %s vmgenid=%t", deviceModelVersion, strings.Join(leanOptions(machine), ","), hasVMGenID(machine))
+	return fmt.Sprintf("v%d %s vmgenid=%t hotplug=%t", deviceModelVersion, strings.Join(leanOptions(machine), ","), hasVMGenID(machine), CanHotplugDisk(machine))
 }
 
 // leanOptions are the options of leanMachines that machine does not set

@@ -3,7 +3,11 @@ package hypervisor
 import (
 	"context"
 	"fmt"
+	"os"
 	"regexp"
+	"strconv"
+
+	"golang.org/x/sys/unix"
 )
 
 // Disk is a raw image file on the host given to the guest as a virtio-blk
@@ -17,6 +21,12 @@ type Disk struct {
 	// Size is the file's size in bytes, for the factory (a pooled VM's
 	// disk must be the size a sandbox asks); QEMU reads the file's.
 	Size int64
+	// Block: Path is a host block device (a container's rootfs that is
+	// one), which the guard opens and hands QEMU as descriptors (a
+	// jailed QEMU could not open it). Its writes are kept (the guest's
+	// flushes reach the device): it outlives the sandbox.
+	Block    bool
+	ReadOnly bool
 }
 
 // diskIDPattern and diskSerialPattern keep IDs and serials to what needs
@@ -40,26 +50,93 @@ func validateDisks(cfg *Config) error {
 		if err := absPath("disk "+d.ID, &d.Path); err != nil {
 			return err
 		}
+		if d.Block {
+			if fi, err := os.Stat(d.Path); err != nil {
+				return fmt.Errorf("disk %s: %w", d.ID, err)
+			} else if fi.Mode()&os.ModeDevice == 0 || fi.Mode()&os.ModeCharDevice != 0 {
+				return fmt.Errorf("disk %s: %s is not a block device", d.ID, d.Path)
+			}
+		}
 	}
 	return nil
 }
 
 // diskArgs are the drives and virtio-blk devices of disks, on bus
-// ("pci" or "device"). The image is raw: its size on the host is the
-// disk's size, and QEMU refuses guest I/O past it, so a guest never makes
-// the file larger than the host made it. cache=unsafe: a scratch disk
-// lives and dies with its sandbox, and nothing reads it after a host
-// crash, so the guest's flushes need not reach the host's disk (it is
-// the host's page cache that keeps them). Discards are passed on as
-// holes, so space the guest frees may be given back to the host.
-func diskArgs(disks []Disk, bus string) []string {
+// ("pci" or "device"); a block device's descriptors are at blockFD on.
+// A scratch image is raw: its size on the host is the disk's size, and
+// QEMU refuses guest I/O past it, so a guest never makes the file larger
+// than the host made it. cache=unsafe for it: a scratch disk lives and
+// dies with its sandbox, and nothing reads it after a host crash, so the
+// guest's flushes need not reach the host's disk (it is the host's page
+// cache that keeps them). Discards are passed on as holes (or unmapped
+// blocks of a thin device), so space the guest frees may be given back
+// to the host.
+func diskArgs(disks []Disk, bus string, blockFD int) []string {
 	var a []string
-	for _, d := range disks {
-		a = append(a,
-			"-drive", "if=none,id="+d.ID+",file="+optValue(d.Path)+",format=raw,cache=unsafe,discard=unmap",
+	for i, d := range disks {
+		drive := "if=none,id=" + d.ID + ",file=" + optValue(d.Path) + ",format=raw,cache=unsafe,discard=unmap"
+		if d.Block {
+			set := strconv.Itoa(blockFDSet + i)
+			a = append(a, "-add-fd", "fd="+strconv.Itoa(blockFD)+",set="+set)
+			blockFD++
+			if !d.ReadOnly {
+				// QEMU opens the device read-only first, then
+				// read-write: the set holds one descriptor of each.
+				a = append(a, "-add-fd", "fd="+strconv.Itoa(blockFD)+",set="+set)
+				blockFD++
+			}
+			drive = "if=none,id=" + d.ID + ",file.driver=host_device,file.filename=/dev/fdset/" + set +
+				",format=raw,cache=writeback,discard=unmap"
+		}
+		if d.ReadOnly {
+			drive += ",readonly=on"
+		}
+		a = append(a, "-drive", drive,
 			"-device", "virtio-blk-"+bus+",drive="+d.ID+",id="+d.ID+"-dev,serial="+d.Serial)
 	}
 	return a
+}
+
+// blockFDSet numbers the descriptor sets of block devices (one per disk).
+const blockFDSet = 10
+
+// blockDevice is a host block device the guard opens for QEMU.
+type blockDevice struct {
+	Path     string
+	ReadOnly bool
+}
+
+// blockDevices are c's disks the guard opens, in order.
+func blockDevices(c Config) []blockDevice {
+	var b []blockDevice
+	for _, d := range c.Disks {
+		if d.Block {
+			b = append(b, blockDevice{Path: d.Path, ReadOnly: d.ReadOnly})
+		}
+	}
+	return b
+}
+
+// openBlockDevices opens the devices as diskArgs hands them to QEMU: a
+// read-only descriptor, then a read-write one unless the disk is
+// read-only.
+func openBlockDevices(devs []blockDevice) ([]*os.File, error) {
+	var files []*os.File
+	for _, d := range devs {
+		modes := []int{os.O_RDONLY}
+		if !d.ReadOnly {
+			modes = append(modes, os.O_RDWR)
+		}
+		for _, m := range modes {
+			f, err := os.OpenFile(d.Path, m|unix.O_CLOEXEC, 0)
+			if err != nil {
+				closeFiles(files)
+				return nil, fmt.Errorf("block device: %w", err)
+			}
+			files = append(files, f)
+		}
+	}
+	return files, nil
 }
 
 // DiskSizer is implemented by backends that can tell a running guest a

@@ -80,6 +80,13 @@ func guardArgs(c Config, taps int, p *guardPlan) ([]string, error) {
 		}
 		a = append(a, "-plan", string(b))
 	}
+	if devs := blockDevices(c); len(devs) > 0 {
+		b, err := json.Marshal(devs)
+		if err != nil {
+			return nil, err
+		}
+		a = append(a, "-blocks", string(b))
+	}
 	return append(a, "--", c.Binary), nil
 }
 
@@ -125,6 +132,9 @@ func (q *qemu) prepareFiles() error {
 		return nil
 	}
 	for _, d := range q.cfg.Disks {
+		if d.Block {
+			continue // opened by the guard (openBlockDevices)
+		}
 		if err := os.Chown(d.Path, -1, vmGroup); err != nil {
 			return fmt.Errorf("disk %s: %w", d.ID, err)
 		}
@@ -177,6 +187,7 @@ func runGuard(args []string) int {
 	logPath := fs.String("log", "", "file QEMU's stdout and stderr go to")
 	listen := fs.String("listen", "", "socket an adopter binds the VM on")
 	planJSON := fs.String("plan", "", "how to confine the VM (guardPlan)")
+	blocksJSON := fs.String("blocks", "", "block devices to open for QEMU (blockDevice list)")
 	if err := fs.Parse(args); err != nil || fs.NArg() < 1 {
 		fmt.Fprintf(os.Stderr, "%s: bad arguments %q\n", guardArgv0, args)
 		return 2
@@ -191,6 +202,12 @@ func runGuard(args []string) int {
 		g.plan = new(guardPlan)
 		if err := json.Unmarshal([]byte(*planJSON), g.plan); err != nil {
 			fmt.Fprintf(owner, "%sbad plan: %v\n", guardError, err)
+			return 2
+		}
+	}
+	if *blocksJSON != "" {
+		if err := json.Unmarshal([]byte(*blocksJSON), &g.blocks); err != nil {
+			fmt.Fprintf(owner, "%sbad block devices: %v\n", guardError, err)
 			return 2
 		}
 	}
@@ -209,9 +226,10 @@ func runGuard(args []string) int {
 }
 
 type guard struct {
-	plan *guardPlan // nil: QEMU runs unconfined
-	id   *vmID      // the jailed VM's identity, held until the guard exits
-	fs   []*exec.Cmd
+	plan   *guardPlan // nil: QEMU runs unconfined
+	blocks []blockDevice
+	id     *vmID // the jailed VM's identity, held until the guard exits
+	fs     []*exec.Cmd
 	// fsDone is closed once every file server exited; stopping says
 	// the guard is stopping them itself.
 	fsDone   chan struct{}
@@ -262,6 +280,14 @@ func (g *guard) start(argv []string, taps int, console, logPath, listen string) 
 			return err
 		}
 	}
+	blockFiles, err := openBlockDevices(g.blocks)
+	if err != nil {
+		mine.Close()
+		pr.Close()
+		closeFiles(shareEnds)
+		return err
+	}
+	shareEnds = append(shareEnds, blockFiles...) // blockFD, after the shares'
 	cmd, err := g.command(argv)
 	if err != nil {
 		mine.Close()
@@ -276,7 +302,7 @@ func (g *guard) start(argv []string, taps int, console, logPath, listen string) 
 	for i := 1; i <= 2; i++ {                       // agentFD, qmpFD
 		cmd.ExtraFiles = append(cmd.ExtraFiles, os.NewFile(uintptr(3+taps+i), "listener"))
 	}
-	cmd.ExtraFiles = append(cmd.ExtraFiles, shareEnds...) // shareFD
+	cmd.ExtraFiles = append(cmd.ExtraFiles, shareEnds...) // shareFD, blockFD
 	cmd.Stdout, cmd.Stderr = pw, pw
 	jailErr, err := g.jailed(cmd, argv)
 	if err == nil {

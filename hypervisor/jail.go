@@ -286,7 +286,9 @@ func jailBinds(c Config) []jailBind {
 		b = append(b, jailBind{Path: c.MemoryFile, Writable: true})
 	}
 	for _, d := range c.Disks {
-		b = append(b, jailBind{Path: d.Path, Writable: true})
+		if !d.Block { // a block device comes as descriptors
+			b = append(b, jailBind{Path: d.Path, Writable: true})
+		}
 	}
 	return b
 }

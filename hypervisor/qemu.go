@@ -320,6 +320,7 @@ func (q *qemu) args() []string {
 		// guid=auto: a fresh GUID per QEMU process, so per clone.
 		a = append(a, "-device", "vmgenid,id=vmgenid0,guid=auto")
 	}
+	a = append(a, hotplugArgs(c.Machine)...)
 	a = append(a, q.incomingArgs()...)
 	if c.SharedFS == FSVirtio {
 		a = append(a, virtioFSArgs(c, q.arch.bus)...)
@@ -327,12 +328,22 @@ func (q *qemu) args() []string {
 		a = append(a, q.ninePArgs()...)
 	}
 	a = append(a, netArgs(c.NetDevices, q.arch.bus)...)
-	a = append(a, diskArgs(c.Disks, q.arch.bus)...)
+	a = append(a, diskArgs(c.Disks, q.arch.bus, q.blockFD())...)
 	return append(a,
 		"-chardev", "socket,id=qmp,fd="+strconv.Itoa(qmpFD(c.NetDevices))+",server=on,wait=off",
 		"-mon", "chardev=qmp,mode=control",
 		"-pidfile", c.PIDFile,
 	)
+}
+
+// blockFD is the first descriptor of the block devices the guard hands
+// QEMU, after the file servers' sockets if there are any.
+func (q *qemu) blockFD() int {
+	n := 0
+	if q.helper != "" {
+		n = len(q.cfg.Shares)
+	}
+	return shareFD(q.cfg.NetDevices, n)
 }
 
 // ninePArgs are the devices of the shares over virtio-9p: served by QEMU

@@ -219,19 +219,31 @@ func (c *QMP) read() (*qmpMessage, error) {
 // -sandbox spawn=deny it may not run a shell for exec: URIs. QEMU owns its
 // copy from then on (a migration closes it); the caller keeps f.
 func (c *QMP) SendFD(ctx context.Context, name string, f *os.File) error {
+	return c.sendFD(ctx, "getfd", map[string]any{"fdname": name}, f)
+}
+
+// AddFD adds f to QEMU's descriptor set id (QMP add-fd): a drive opened
+// as /dev/fdset/ID takes a descriptor of the set with the access mode it
+// asks for. The caller keeps f.
+func (c *QMP) AddFD(ctx context.Context, id int, f *os.File) error {
+	return c.sendFD(ctx, "add-fd", map[string]any{"fdset-id": id}, f)
+}
+
+// sendFD runs cmd with f sent along as SCM_RIGHTS.
+func (c *QMP) sendFD(ctx context.Context, cmd string, args map[string]any, f *os.File) error {
 	uc, ok := c.conn.(*net.UnixConn)
 	if !ok {
-		return errors.New("qmp getfd: the QMP connection is not a unix socket")
+		return fmt.Errorf("qmp %s: the QMP connection is not a unix socket", cmd)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	defer c.bind(ctx)()
-	_, err := c.callWith("getfd", map[string]any{"fdname": name}, func(b []byte) error {
+	_, err := c.callWith(cmd, args, func(b []byte) error {
 		_, _, err := uc.WriteMsgUnix(b, syscall.UnixRights(int(f.Fd())), nil)
 		return err
 	})
 	if cerr := cutBy(ctx, err); cerr != nil {
-		return fmt.Errorf("qmp getfd: %w", cerr)
+		return fmt.Errorf("qmp %s: %w", cmd, cerr)
 	}
 	return err
 }

@@ -22,7 +22,7 @@ type checkResult struct {
 // checkNames are the requirements `skiff check` reports on, each once.
 var checkNames = []string{
 	"config", "qemu", "state root", "accelerator", "guest kernel",
-	"guest initramfs", "guest image", "vhost-vsock", "confinement", "virtiofsd", "cgroups",
+	"guest initramfs", "guest image", "vhost-vsock", "confinement", "shared filesystem", "cgroups",
 	"networking", "scratch disk",
 }
 

@@ -25,35 +25,50 @@ func TestFaultQEMUKilledDuringRun(t *testing.T) {
 	e2e.SkiffOnly(t)
 	e := e2e.NewEnv(t)
 	b := e.Bundle("c", e2e.Sh("echo up; while true; do sleep 1; done"))
-	id := e.ID("c1")
-	out := e.WriteFile("out", "")
-	f, err := os.OpenFile(out, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
+	cmd, logPath, qemu := runInBackground(e, e.ID("c1"), b)
+	killAndWantVMLost(e, qemu, cmd, logPath, "killed")
+	e.WaitGone(qemu)
+}
+
+// killAndWantVMLost kills victim (a VM's QEMU, or a piece it needs) under
+// a container's `run` (cmd): run must exit 137 and the last error of its
+// --log must say the VM was lost, and why (want).
+func killAndWantVMLost(e *e2e.Env, victim int, cmd *exec.Cmd, logPath, want string) {
+	e.T.Helper()
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+		e.T.Fatal(err)
 	}
-	defer f.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), e2e.CmdTimeout)
-	defer cancel()
-	logPath := filepath.Join(e.Dir, "log.json")
-	cmd := e.Command(ctx, "--log", logPath, "--log-format", "json", "run", "--bundle", b, id)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	e.WaitOutput(out, "up")
-	qemu := e.QEMUPID(id)
-	if err := syscall.Kill(qemu, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	err = cmd.Wait()
+	err := cmd.Wait()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 137 {
-		t.Errorf("run exited with %v after its VM was killed, want exit status 137", err)
+		e.T.Errorf("run exited with %v after process %d was killed, want exit status 137", err, victim)
 	}
-	if last := e2e.LastLogError(t, logPath); !strings.Contains(last, "lost the container's VM") || !strings.Contains(last, "killed") {
-		t.Errorf("the last error of --log does not say the VM was killed: %q", last)
+	if last := e2e.LastLogError(e.T, logPath); !strings.Contains(last, "lost the container's VM") || !strings.Contains(last, want) {
+		e.T.Errorf("the last error of --log does not say the VM was lost (%s): %q", want, last)
 	}
-	e.WaitGone(qemu)
+}
+
+// runInBackground starts `run` of bundle b as id, with a JSON --log and
+// the global flags globals, waits for the container to print "up", and
+// returns the command (to wait on), the --log file and the VM's QEMU.
+func runInBackground(e *e2e.Env, id, b string, globals ...string) (cmd *exec.Cmd, logPath string, qemu int) {
+	e.T.Helper()
+	out := e.WriteFile("out-"+id, "")
+	f, err := os.OpenFile(out, os.O_WRONLY, 0)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	e.T.Cleanup(func() { f.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), e2e.CmdTimeout)
+	e.T.Cleanup(cancel)
+	logPath = filepath.Join(e.Dir, "log-"+id+".json")
+	cmd = e.Command(ctx, append(globals, "--log", logPath, "--log-format", "json", "run", "--bundle", b, id)...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		e.T.Fatal(err)
+	}
+	e.WaitOutput(out, "up")
+	return cmd, logPath, e.QEMUPID(id)
 }
 
 // The shim (the PID create reported) killed: state says stopped, and

@@ -56,13 +56,6 @@ podman --storage-driver overlay run --rm --network none --ulimit nofile=1024:102
 		func(s *specs.Spec) {
 			s.Root = &specs.Root{Path: rootfs, Readonly: true}
 			s.Process.Env = append(s.Process.Env, "HOME=/root")
-			if !e2e.IsSkiff() {
-				// runc runs on this host's kernel: it can only give what
-				// the host's bounding set holds (not CAP_SYS_RESOURCE
-				// here); skiff's guest has them all.
-				c := s.Process.Capabilities
-				c.Bounding, c.Effective, c.Permitted = e2e.HostBounded(c.Bounding), e2e.HostBounded(c.Effective), e2e.HostBounded(c.Permitted)
-			}
 			// As podman --privileged: every device allowed, sysfs and
 			// the cgroup tree writable.
 			if s.Linux.Resources == nil {

@@ -115,14 +115,14 @@ sleep 600
 	e.AssertNoLeaks()
 }
 
-// Cold boot (no template): a path the configuration names
-// (storage.scratch_paths) and one the annotation names are scratch for
-// an ordinary container; the disk file is in the state directory while
-// the container exists and goes with delete.
+// Cold boot (no template), sharing over virtio-fs: a path the
+// configuration names (storage.scratch_paths) and one the annotation
+// names are scratch for an ordinary container; the disk file is in the
+// state directory while the container exists and goes with delete.
 func TestScratchColdBoot(t *testing.T) {
 	e2e.SkiffOnly(t)
 	e := e2e.NewEnv(t)
-	cfg := e.WriteFile("cold.toml", "[factory]\ntemplate = false\n[storage]\nscratch_paths = [\"/srv/app\"]\n")
+	cfg := e.WriteFile("cold.toml", "[factory]\ntemplate = false\n[storage]\nscratch_paths = [\"/srv/app\"]\n[runtime]\nshared_fs = \"virtio-fs\"\n")
 	b := e.Bundle("cold", e2e.Sh(`
 `+fsType+`
 echo "fs-app=$(fstype /srv/app)"
@@ -140,7 +140,7 @@ echo "write=$(echo data > /data/f && echo app > /srv/app/f && cat /data/f /srv/a
 	e2e.WantKVs(t, kv, map[string]string{
 		"fs-app":  "ext4",
 		"fs-data": "ext4",
-		"fs-root": "9p",
+		"fs-root": "virtiofs",
 		"write":   "data app ",
 	})
 	img := filepath.Join(e.Root, id, "scratch.img")

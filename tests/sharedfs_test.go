@@ -1,13 +1,9 @@
 package tests
 
 import (
-	"context"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -120,40 +116,13 @@ func TestFaultFileServerKilled(t *testing.T) {
 			vol := e.Mkdir("vol-" + fs)
 			b := e.Bundle(fs, e2e.Sh("echo up; while true; do cat /vol/* >/dev/null 2>&1; sleep 0.2; done"),
 				e2e.Mounts(e2e.Bind("/vol", vol, "rbind", "rw")))
-			id := e.ID(fs)
-			out := e.WriteFile("out-"+fs, "")
-			f, err := os.OpenFile(out, os.O_WRONLY, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), e2e.CmdTimeout)
-			defer cancel()
-			logPath := filepath.Join(e.Dir, "log-"+fs+".json")
-			args := append(e.SharedFSArgs(fs), "--log", logPath, "--log-format", "json", "run", "--bundle", b, id)
-			cmd := e.Command(ctx, args...)
-			cmd.Stdout, cmd.Stderr = f, f
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			e.WaitOutput(out, "up")
-			qemu := e.QEMUPID(id)
+			cmd, logPath, qemu := runInBackground(e, e.ID(fs), b, e.SharedFSArgs(fs)...)
 			servers := fileServers(qemu)
 			if len(servers) == 0 {
 				t.Fatalf("no file server beside QEMU %d", qemu)
 			}
-			victim := servers[len(servers)-1] // the volumes' share, started last
-			if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
-			err = cmd.Wait()
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) || ee.ExitCode() != 137 {
-				t.Errorf("run exited with %v after a file server was killed, want exit status 137", err)
-			}
-			if last := e2e.LastLogError(t, logPath); !strings.Contains(last, "lost the container's VM") || !strings.Contains(last, "file server of share") {
-				t.Errorf("the last error of --log does not say a file server went: %q", last)
-			}
+			// The volumes' share, started last.
+			killAndWantVMLost(e, servers[len(servers)-1], cmd, logPath, "file server of share")
 			e.WaitGone(qemu)
 			for _, s := range servers {
 				e.WaitGone(s)

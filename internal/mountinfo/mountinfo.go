@@ -15,6 +15,8 @@ import (
 // Mount is one line of mountinfo.
 type Mount struct {
 	ID, Parent int
+	// Dev is the filesystem's device, "MAJOR:MINOR".
+	Dev string
 	// Root is the path of the mount's root within its filesystem.
 	Root string
 	// Point is where it is mounted, in this process's view.
@@ -63,7 +65,7 @@ func parseLine(line string) (Mount, error) {
 	if err1 != nil || err2 != nil {
 		return Mount{}, fmt.Errorf("malformed mountinfo line %q", line)
 	}
-	return Mount{ID: id, Parent: parent, Root: Unescape(f[3]), Point: Unescape(f[4]), FSType: pf[0], Source: Unescape(pf[1])}, nil
+	return Mount{ID: id, Parent: parent, Dev: f[2], Root: Unescape(f[3]), Point: Unescape(f[4]), FSType: pf[0], Source: Unescape(pf[1])}, nil
 }
 
 // Unescape undoes mountinfo's octal escapes (\040 for a space).

@@ -102,17 +102,25 @@ func (l *Lease) BringTap() hostnet.BringTap {
 func (l *Lease) Start(ctx context.Context, nics []hypervisor.NetDevice, plan *hostfs.Plan, nw *hostnet.Network) (*VM, error) {
 	c := l.req.Config
 	c.NetDevices = nics
+	clone, plug := pluggable(c)
 	if l.pooled != nil {
-		vm, err := l.adopt(c, plan)
+		vm, err := l.adopt(clone, plan)
+		if err == nil {
+			err = plugDisks(ctx, vm, plug)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("start VM: %w%s", err, guestTail(c))
 		}
 		nw.RestoredNICs(TemplateMAC)
 		return vm, nil
 	}
-	if l.f.cfg.Factory.Template && l.f.clonesAllowed() && templateEligible(c) {
-		vm, err := l.restore(ctx, c)
+	if l.f.cfg.Factory.Template && l.f.clonesAllowed() && templateEligible(clone) {
+		vm, err := l.restore(ctx, clone)
 		if err == nil {
+			if err = plugDisks(ctx, vm, plug); err != nil {
+				vm.Stop(context.Background(), stopTimeout)
+				return nil, fmt.Errorf("start VM: %w%s", err, guestTail(c))
+			}
 			nw.RestoredNICs(TemplateMAC)
 			return vm, nil
 		}
@@ -320,7 +328,7 @@ const pooledAnswerTimeout = 3 * time.Second
 // pool wants a filler.
 func (f *Factory) takePooled(r Request) (*pooledVM, bool) {
 	fc := f.cfg.Factory
-	if fc.Cache <= 0 || !fc.Template || !f.clonesAllowed() || !templateEligible(r.Config) {
+	if clone, _ := pluggable(r.Config); fc.Cache <= 0 || !fc.Template || !f.clonesAllowed() || !templateEligible(clone) {
 		return nil, false
 	}
 	if err := f.ensureDir(); err != nil {

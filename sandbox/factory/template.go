@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -138,22 +139,31 @@ func templateEligible(c hypervisor.Config) bool {
 	if len(c.Disks) != 1 || c.Disks[0].ID != hostdisk.DiskID {
 		return false
 	}
+	// The template's tags, each at most once; a sandbox whose rootfs is
+	// a disk (plugged in later) has no "rootfs" share.
 	tags := slotTagsN(n)
-	for i, s := range c.Shares {
-		if s.Tag != tags[i] {
+	seen := map[string]bool{}
+	for _, s := range c.Shares {
+		if !slices.Contains(tags, s.Tag) || seen[s.Tag] {
 			return false
 		}
+		seen[s.Tag] = true
 	}
 	return true
 }
 
-// withSlots gives c the template's full device list: its own shares, then
-// the unused slots pointing at an empty read-only directory; its NICs with
-// the template's MACs, then placeholders.
+// withSlots gives c the template's full device list: its own shares in
+// their slots, the unused slots pointing at an empty read-only directory;
+// its NICs with the template's MACs, then placeholders.
 func withSlots(c hypervisor.Config, empty string) hypervisor.Config {
-	shares := append([]hypervisor.Share{}, c.Shares...)
-	for _, tag := range slotTagsN(slotsFor(c.Machine))[len(shares):] {
-		shares = append(shares, hypervisor.Share{Tag: tag, HostPath: empty, ReadOnly: true})
+	var shares []hypervisor.Share
+	for _, tag := range slotTagsN(slotsFor(c.Machine)) {
+		i := slices.IndexFunc(c.Shares, func(s hypervisor.Share) bool { return s.Tag == tag })
+		if i >= 0 {
+			shares = append(shares, c.Shares[i])
+		} else {
+			shares = append(shares, hypervisor.Share{Tag: tag, HostPath: empty, ReadOnly: true})
+		}
 	}
 	c.Shares = shares
 	nics := make([]hypervisor.NetDevice, templateNICs)

@@ -40,6 +40,10 @@ func filesDir(sandbox string) string { return filepath.Join(sandbox, "files") }
 type Plan struct {
 	Host  []hypervisor.Share
 	Guest []protocol.Share
+	// Disks are host block devices the VM gets (a block rootfs:
+	// UseRootDisk), and blockRoot the rootfs's mount they come from.
+	Disks     []hypervisor.Disk
+	blockRoot *blockRoot
 	// Spec is the bundle's spec with host paths rewritten to guest paths.
 	Spec *specs.Spec
 	// binds are host bind mounts to make before the VM starts, under
@@ -125,7 +129,9 @@ func (p *Plan) ServeWith(fs hypervisor.FS) {
 		t = "virtiofs"
 	}
 	for i := range p.Guest {
-		p.Guest[i].FSType = t
+		if !diskFSType(p.Guest[i].FSType) {
+			p.Guest[i].FSType = t
+		}
 	}
 }
 
@@ -292,6 +298,9 @@ func BindReadOnlyIf(source, target string, ro bool) error {
 func (p *Plan) Nest(sub string) {
 	move := func(path string) string {
 		for _, g := range p.Guest {
+			if diskFSType(g.FSType) {
+				continue // a disk, not a pooled VM's share slot
+			}
 			if path == g.GuestPath || strings.HasPrefix(path, g.GuestPath+"/") {
 				return filepath.Join(g.GuestPath, sub, strings.TrimPrefix(path, g.GuestPath))
 			}

@@ -187,6 +187,13 @@ func (s *shim) boot(id string, o Options) error {
 	if err != nil {
 		return err
 	}
+	// A pod's sandbox container (pause) gains nothing from a disk, and a
+	// VM with one cannot come from a template: it keeps the share.
+	if s.cfg.Storage.RootfsDisk && role != oci.RoleSandbox {
+		if err := plan.UseRootDisk(b.Rootfs); err != nil {
+			return err
+		}
+	}
 	if err := plan.MountBinds(string(s.dir)); err != nil {
 		return err
 	}
@@ -195,8 +202,14 @@ func (s *shim) boot(id string, o Options) error {
 			return err
 		}
 	}
+	release, err := plan.TakeOverRootDisk()
+	if err != nil {
+		return err
+	}
 	ctx := context.Background()
-	if err := s.startVM(ctx, b.Spec, plan, scratch.Scratch != nil); err != nil {
+	err = s.startVM(ctx, b.Spec, plan, scratch.Scratch != nil)
+	release() // the VM holds the disk now, or never will
+	if err != nil {
 		return err
 	}
 	s.guestDirs = plan.GuestDirs()
@@ -242,6 +255,7 @@ func (s *shim) startVM(ctx context.Context, spec *specs.Spec, plan *hostfs.Plan,
 	if err := s.makeDisk(spec, &c); err != nil {
 		return err
 	}
+	c.Disks = append(c.Disks, plan.Disks...)
 	s.vcpus, s.memMiB = c.VCPUs, c.MemoryMiB
 	// QEMU, started below, inherits the shim's host cgroup.
 	if err := hostcgroup.Join(string(s.dir), spec, c.MemoryMiB); err != nil {

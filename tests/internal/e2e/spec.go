@@ -88,9 +88,13 @@ func WithoutNamespace(ns specs.LinuxNamespaceType) func(*specs.Spec) {
 
 // Privileged is what podman --privileged asks for: every capability, no
 // masked or read-only /proc paths, and here no PID namespace either, so
-// the container sees all of its guest.
+// the container sees all of its guest. A runtime on the host's kernel
+// (runc) gets what podman would give it: the host's bounding set.
 func Privileged(s *specs.Spec) {
 	caps := allCaps()
+	if !IsSkiff() {
+		caps = HostBounded(caps)
+	}
 	s.Process.Capabilities = &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps}
 	s.Process.NoNewPrivileges = false
 	s.Linux.MaskedPaths = nil
