@@ -43,7 +43,8 @@
 #                 file to extract and ~7 ms to stat, ~65 s per 1000 files
 #                 for its 3 repeats (virtio-fs ~25 s): 50k would take
 #                 ~1 h 20 min for those two rows alone. With 2000 the whole
-#                 script took 6-9 min here, under a load of 3-5.
+#                 script took 6-9 min here, under a load of 3-5; 12 min
+#                 with the block rows, under a load of 5-8.
 #   find + stat   `find DIR | xargs stat -c %s`: a stat(1) of every entry
 #                 with a handful of processes, not one per file as
 #                 `find -exec stat` would (a fork under TCG costs as much
