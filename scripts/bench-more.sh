@@ -255,11 +255,19 @@ for mode in template cold; do
 	fi
 	s=$(now)
 	for i in $(seq 10); do
-		("$SKIFF" --root "$ROOT" --config "$conf" create --bundle "$WORK/b" "d-$mode-$i" </dev/null >/dev/null 2>&1 &&
-			"$SKIFF" --root "$ROOT" start "d-$mode-$i") &
+		("$SKIFF" --root "$ROOT" --config "$conf" create --bundle "$WORK/b" "d-$mode-$i" </dev/null >/dev/null 2>"$WORK/d-$mode-$i.err" &&
+			"$SKIFF" --root "$ROOT" start "d-$mode-$i" 2>>"$WORK/d-$mode-$i.err") &
 	done
 	wait
 	e=$(now)
+	# One sandbox of ten can fail to start on a loaded machine: say which
+	# and why, which a missing qemu.pid below would not.
+	for i in $(seq 10); do
+		[[ -s $ROOT/d-$mode-$i/qemu.pid ]] && continue
+		echo "d-$mode-$i did not start:" >&2
+		cat "$WORK/d-$mode-$i.err" >&2
+		exit 1
+	done
 	sleep 2
 	qpss=0; spss=0; srss=0
 	for i in $(seq 10); do
