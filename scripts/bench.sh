@@ -205,7 +205,11 @@ derive_floor() {
 	while ((i < ${#QARGV[@]})); do
 		a=${QARGV[i]}
 		case $a in
-		-machine | -cpu | -m | -smp | -kernel | -append)
+		-machine)
+			# Without skiff's RAM backend (a memfd for virtio-fs,
+			# whose -object is dropped): the floor is QEMU's own RAM.
+			out+=("$a" "${QARGV[i + 1]//,memory-backend=mem/}"); i=$((i + 2)) ;;
+		-cpu | -m | -smp | -kernel | -append)
 			out+=("$a" "${QARGV[i + 1]}"); i=$((i + 2)) ;;
 		-initrd)
 			out+=(-initrd "$FLOOR_INITRD"); i=$((i + 2)) ;;
