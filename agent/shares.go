@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -104,12 +105,20 @@ func mountDisk(s protocol.Share, flags uintptr, log *logger) error {
 	if err := loadModuleList(filepath.Join(modulesDir, scratchModulesFile), log); err != nil {
 		log.debugf("disk modules: %v", err) // the mount says whether it matters
 	}
+	deadline := time.Now().Add(scratchProbeWait)
 	dev, err := findDisk(s.Tag, scratchProbeWait)
 	if err != nil {
 		return err
 	}
-	// The ext4 driver mounts ext2 and ext3 too.
-	return unix.Mount(dev, s.GuestPath, "ext4", flags, "")
+	for {
+		// The ext4 driver mounts ext2 and ext3 too. A disk plugged in
+		// a moment ago shows in sysfs before it can be opened (ENXIO).
+		err := unix.Mount(dev, s.GuestPath, "ext4", flags, "")
+		if err != unix.ENXIO || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // virtiofsModulesFile lists the modules a virtio-fs share needs, loaded on

@@ -58,7 +58,7 @@ func hasVMGenID(machine string) bool {
 // deviceModelVersion changes whenever the devices skiff gives a VM change
 // in a way options do not show (a device added to every VM, say): a saved
 // template holds device state, and a clone must have the same devices.
-const deviceModelVersion = 5 // 5: the hot-plug slot (hotplug.go)
+const deviceModelVersion = 6 // 6: the hot-plug slots (hotplug.go)
 
 // DeviceModel names the device set of a VM on machine, beyond what the
 // machine string itself says: template keys include it, so that a skiff

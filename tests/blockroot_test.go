@@ -141,3 +141,64 @@ func loopDevicesOf(img string) string {
 	out, _ := exec.Command("losetup", "-j", img).Output()
 	return strings.TrimSpace(string(out))
 }
+
+// A pod's container whose rootfs is a block device (containerd's
+// devmapper snapshotter gives every container one) gets it as a disk
+// plugged into the pod's running VM, and its slot back when it is
+// removed: two such containers one after the other, then one beside a
+// running one, each sees its own files and writes to its own device.
+// runc passes the same test on the host's mounts.
+func TestPodContainerRootfsOnABlockDevice(t *testing.T) {
+	e := e2e.NewEnv(t)
+	ns := e2e.NewNetns(t)
+	sb := e.ID("pod")
+	sbPID, _ := e.CreateStarted(sb, e.Bundle("pod", e2e.Sh(termLoop), podSandbox(ns.Path)), "started")
+	script := `
+echo content=$(cat /marker)
+echo guest-$NAME > /written && sync && echo write=done
+echo roottype=$(awk '$2 == "/" {print $3}' /proc/mounts | tail -n 1)
+`
+	member := func(name, then string) (img, rootfs, bundle string) {
+		img, rootfs = blockRootfs(e, "member-"+name)
+		bundle = e.Bundle(name, e2e.Sh(script+then), podMember(sb, sbPID), func(s *specs.Spec) {
+			s.Root = &specs.Root{Path: rootfs}
+			s.Process.Env = append(s.Process.Env, "NAME="+name)
+		})
+		return img, rootfs, bundle
+	}
+	check := func(e *e2e.Env, name, img, rootfs, stdout string) {
+		kv := e2e.KeyValues(stdout)
+		e2e.WantKVs(e.T, kv, map[string]string{"content": "from-the-host", "write": "done", "roottype": "ext4"})
+		if e2e.IsSkiff() && mounted(rootfs) {
+			e.T.Errorf("%s is still mounted on the host while the guest had the device", rootfs)
+		}
+		exec.Command("umount", rootfs).Run() // runc's is the test's own
+		if got := imageFile(e.T, img, "/written"); got != "guest-"+name+"\n" {
+			e.T.Errorf("%s's write is not on its device: /written = %q", name, got)
+		}
+		e.Poll(func() bool { return loopDevicesOf(img) == "" },
+			func() string { return "loop device still attached to " + img + " after its container went" })
+	}
+	e.Step("one after the other", func(e *e2e.Env) {
+		for _, name := range []string{"first", "second"} {
+			img, rootfs, b := member(name, "")
+			r := e.MustOK(e.RT("run", "--bundle", b, e.ID(name)))
+			check(e, name, img, rootfs, r.Stdout)
+		}
+	})
+	e.Step("beside a running one", func(e *e2e.Env) {
+		img, rootfs, b := member("long", termLoop)
+		id := e.ID("long")
+		pid, out := e.CreateStarted(id, b, "started")
+		img2, rootfs2, b2 := member("short", "")
+		r := e.MustOK(e.RT("run", "--bundle", b2, e.ID("short")))
+		check(e, "short", img2, rootfs2, r.Stdout)
+		e.MustOK(e.RT("kill", id, "TERM"))
+		e.WaitGone(pid)
+		e.MustOK(e.RT("delete", id))
+		check(e, "long", img, rootfs, e.WaitOutput(out, "roottype="))
+	})
+	e.MustOK(e.RT("kill", sb, "TERM"))
+	e.WaitGone(sbPID)
+	e.MustOK(e.RT("delete", sb))
+}

@@ -37,8 +37,8 @@ func plugDisks(ctx context.Context, vm *VM, disks []hypervisor.Disk) error {
 	if !ok {
 		return errors.New("this hypervisor cannot add a disk to a running VM")
 	}
-	for _, d := range disks {
-		if err := p.PlugDisk(ctx, d); err != nil {
+	for i, d := range disks {
+		if err := p.PlugDisk(ctx, d, i); err != nil { // the sandbox's first slots
 			return err
 		}
 	}

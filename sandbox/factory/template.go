@@ -532,11 +532,10 @@ func (t Template) remove() {
 	os.RemoveAll(t.Dir)
 }
 
-func tailOf(path string) string {
-	if t := logtail.Lines(path, 12); t != "" {
-		return fmt.Sprintf("\n--- last lines of %s ---\n%s", path, t)
-	}
-	return ""
+// tailOf is the end of a template VM's console, as a sandbox's VM's is
+// quoted (guestTail).
+func tailOf(console string) string {
+	return guestTail(hypervisor.Config{ConsoleLog: console})
 }
 
 // guestTimeoutError is a template guest that never came up: a cold boot of

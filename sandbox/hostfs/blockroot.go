@@ -122,6 +122,33 @@ func (p *Plan) UseRootDisk(rootfs string) error {
 	return nil
 }
 
+// UsePodRootDisk is UseRootDisk for a pod's container (PlanPodContainer),
+// whose rootfs would otherwise be bound into the pod's share: as a disk
+// it is plugged into the running VM's hot-plug slot slot, whose number
+// names it.
+func (p *Plan) UsePodRootDisk(rootfs string, slot int) error {
+	br, err := findBlockRoot(rootfs)
+	if err != nil || br == nil {
+		return err
+	}
+	i := slices.IndexFunc(p.binds, func(b hostBind) bool { return b.dir && b.source == rootfs })
+	if i < 0 {
+		return nil
+	}
+	ro := p.binds[i].readOnly
+	p.binds = slices.Delete(p.binds, i, i+1)
+	d := br.disk(ro)
+	d.ID, d.Serial = fmt.Sprintf("%s%d", rootDiskID, slot), fmt.Sprintf("%s-%d", RootDiskSerial, slot)
+	guest := filepath.Join(GuestShareDir, d.ID)
+	p.Guest = append(p.Guest, protocol.Share{Tag: d.Serial, GuestPath: guest, ReadOnly: ro, FSType: br.fsType})
+	root := *p.Spec.Root
+	root.Path = guest
+	p.Spec.Root = &root
+	p.Disks = []hypervisor.Disk{d}
+	p.blockRoot = br
+	return nil
+}
+
 // TakeOverRootDisk unmounts the host's mount of a block rootfs, so that
 // the guest alone mounts the filesystem; a plan without one is nothing to
 // do. A busy mount (a process has files open in it) is an error: sharing

@@ -81,7 +81,22 @@ func (s *shim) addContainer(ctx context.Context, id string, r shimctl.AddContain
 	if err != nil {
 		return nil, nil, err
 	}
+	slot := -1
+	if s.cfg.Storage.RootfsDisk {
+		if slot = s.takeSlot(id); slot >= 0 {
+			if err := plan.UsePodRootDisk(b.Rootfs, slot); err != nil {
+				s.freeSlot(slot)
+				return nil, nil, err
+			}
+		}
+	}
 	if err := plan.MountPodBinds(); err != nil {
+		if slot >= 0 {
+			s.freeSlot(slot)
+		}
+		return nil, nil, err
+	}
+	if err := s.plugRootDisk(ctx, id, plan, slot); err != nil {
 		return nil, nil, err
 	}
 	if err := s.createInGuest(ctx, c, plan, scratch, s.main.id()); err != nil {
@@ -146,6 +161,7 @@ func (s *shim) forget(id string, inGuest bool) error {
 			errs = append(errs, fmt.Errorf("remove container %s from the guest: %w", id, err))
 		}
 	}
+	s.unplugRootDisk(id)
 	if err := hostfs.RemovePodContainer(string(s.dir), id); err != nil {
 		errs = append(errs, err)
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/skiff-oci/skiff/agentclient"
 	"github.com/skiff-oci/skiff/agentclient/protocol"
 	"github.com/skiff-oci/skiff/config"
+	"github.com/skiff-oci/skiff/hypervisor"
 	"github.com/skiff-oci/skiff/internal/unixsock"
 	"github.com/skiff-oci/skiff/sandbox/factory"
 	"github.com/skiff-oci/skiff/sandbox/hostcgroup"
@@ -76,8 +77,14 @@ type shim struct {
 	guestDirs string
 	// vcpus and memMiB are the VM's size: a pod's container must fit.
 	vcpus, memMiB int
-	mu            sync.Mutex
-	containers    map[string]*container
+	// machine is the VM's machine type; mainDisk says the sandbox's own
+	// container has a rootfs disk (in slot 0 of a clone: rootdisk.go).
+	machine  string
+	mainDisk bool
+
+	mu         sync.Mutex
+	containers map[string]*container
+	slots      [hypervisor.HotplugSlots]*slotDisk // rootdisk.go
 }
 
 // container is one container of the sandbox, as the shim serves it.
@@ -256,6 +263,7 @@ func (s *shim) startVM(ctx context.Context, spec *specs.Spec, plan *hostfs.Plan,
 		return err
 	}
 	c.Disks = append(c.Disks, plan.Disks...)
+	s.machine, s.mainDisk = c.Machine, len(plan.Disks) > 0
 	s.vcpus, s.memMiB = c.VCPUs, c.MemoryMiB
 	// QEMU, started below, inherits the shim's host cgroup.
 	if err := hostcgroup.Join(string(s.dir), spec, c.MemoryMiB); err != nil {
