@@ -41,7 +41,8 @@ for it); ps shows guest PIDs. debug-console (off unless enabled in the configura
 shell in the guest itself. Each verb's help says more.
 
 Storage: the rootfs and bind mounts reach the guest over virtio-9p, or virtio-fs
-(runtime.shared_fs) for a VM that boots cold. Scratch
+(runtime.shared_fs) for a VM that boots cold; a rootfs that is a block device's
+filesystem (devmapper, a loop mount) as a disk (storage.rootfs_disk). Scratch
 mounts live on an ext4 disk inside the guest instead: the paths of the
 annotation io.skiff.scratch (comma-separated) and of storage.scratch_paths;
 /var/lib/containers, /var/lib/docker and /var/lib/buildkit in a privileged
