@@ -18,7 +18,7 @@ func validateShare(s protocol.Share) error {
 		return fmt.Errorf("share %q: invalid tag", s.Tag)
 	case !filepath.IsAbs(s.GuestPath) || filepath.Clean(s.GuestPath) != s.GuestPath || s.GuestPath == "/":
 		return fmt.Errorf("share %s: guest path %q must be absolute, clean and not /", s.Tag, s.GuestPath)
-	case s.FSType != "9p" && s.FSType != "virtiofs" && !diskFSTypes[s.FSType]:
+	case s.FSType != "9p" && s.FSType != "virtiofs" && !protocol.DiskFS(s.FSType):
 		return fmt.Errorf("share %s: unsupported fsType %q (want 9p, virtiofs, or ext2/3/4 for a disk)", s.Tag, s.FSType)
 	}
 	return nil
@@ -95,10 +95,6 @@ func (a *Agent) releaseSharesLocked(shares []protocol.Share) {
 // for shared writable mappings.
 const ninepOptions = "trans=virtio,version=9p2000.L,msize=262144"
 
-// diskFSTypes are the filesystems a share may be on a disk with: a block
-// rootfs (the host's hostfs.RootDiskSerial), whose Tag is its serial.
-var diskFSTypes = map[string]bool{"ext4": true, "ext3": true, "ext2": true}
-
 // mountDisk mounts the filesystem of the disk whose serial is s.Tag: its
 // driver and ext4 are the scratch disk's modules.
 func mountDisk(s protocol.Share, flags uintptr, log *logger) error {
@@ -134,19 +130,19 @@ func mountShare(s protocol.Share, log *logger) error {
 		flags |= unix.MS_RDONLY
 	}
 	var err error
-	switch s.FSType {
-	case "9p":
+	switch {
+	case s.FSType == "9p":
 		err = unix.Mount(s.Tag, s.GuestPath, "9p", flags, ninepOptions+",cache=mmap")
 		if err == unix.EINVAL {
 			err = unix.Mount(s.Tag, s.GuestPath, "9p", flags, ninepOptions)
 		}
-	case "ext4", "ext3", "ext2":
-		err = mountDisk(s, flags, log)
-	case "virtiofs":
+	case s.FSType == "virtiofs":
 		if lerr := loadModuleList(filepath.Join(modulesDir, virtiofsModulesFile), log); lerr != nil {
 			log.debugf("virtiofs modules: %v", lerr) // the mount says whether it matters
 		}
 		err = unix.Mount(s.Tag, s.GuestPath, "virtiofs", flags, "")
+	case protocol.DiskFS(s.FSType):
+		err = mountDisk(s, flags, log)
 	}
 	if err != nil {
 		return fmt.Errorf("mount %s share %s on %s: %w", s.FSType, s.Tag, s.GuestPath, err)

@@ -267,7 +267,7 @@ func CheckSharedFS(setting string) Result {
 		r.Detail = "auto: a template's clones and pooled VMs over 9p (they cannot have virtio-fs), VMs that boot cold over virtio-fs (" + hypervisor.Virtiofsd() + ")"
 	case hypervisor.Confined():
 		r.Status = Warn
-		r.Detail = "auto: 9p for every sandbox, as " + why.Error() + " (virtio-fs is ~1.5x faster on small files for VMs that boot cold)"
+		r.Detail = "auto: 9p for every sandbox, as " + why.Error() + " (over virtio-fs, metadata work of VMs that boot cold is several times faster)"
 		r.Fix = "install virtiofsd (Debian 12: qemu-system-common ships /usr/lib/qemu/virtiofsd); not needed to run containers"
 	default:
 		r.Status = Pass

@@ -287,12 +287,13 @@ func (g *guard) start(argv []string, taps int, console, logPath, listen string) 
 		closeFiles(shareEnds)
 		return err
 	}
-	shareEnds = append(shareEnds, blockFiles...) // blockFD, after the shares'
+	// QEMU's descriptors after QMP's: shareFD, then blockFD.
+	passed := append(shareEnds, blockFiles...)
 	cmd, err := g.command(argv)
 	if err != nil {
 		mine.Close()
 		pr.Close()
-		closeFiles(shareEnds)
+		closeFiles(passed)
 		return err
 	}
 	for i := 0; i < taps; i++ {
@@ -302,7 +303,7 @@ func (g *guard) start(argv []string, taps int, console, logPath, listen string) 
 	for i := 1; i <= 2; i++ {                       // agentFD, qmpFD
 		cmd.ExtraFiles = append(cmd.ExtraFiles, os.NewFile(uintptr(3+taps+i), "listener"))
 	}
-	cmd.ExtraFiles = append(cmd.ExtraFiles, shareEnds...) // shareFD, blockFD
+	cmd.ExtraFiles = append(cmd.ExtraFiles, passed...)
 	cmd.Stdout, cmd.Stderr = pw, pw
 	jailErr, err := g.jailed(cmd, argv)
 	if err == nil {
@@ -314,7 +315,7 @@ func (g *guard) start(argv []string, taps int, console, logPath, listen string) 
 	if err != nil {
 		mine.Close()
 		pr.Close()
-		closeFiles(shareEnds)
+		closeFiles(passed)
 		return fmt.Errorf("start %s: %w", argv[0], err)
 	}
 	if g.plan != nil {

@@ -105,8 +105,8 @@ const unplugPoll = 100 * time.Millisecond
 
 // UnplugDisk asks the guest to give d's device up (device_del), waits
 // until QEMU has removed it (then its node can be deleted), and closes
-// QEMU's descriptors of it (the slot's set). ctx bounds the wait: a guest that never
-// answers keeps the slot.
+// QEMU's descriptors of it (the slot's set). ctx bounds the wait: a
+// guest that never answers keeps the slot.
 func (q *qemu) UnplugDisk(ctx context.Context, d Disk, slot int) error {
 	return q.qmpDo(ctx, func(m *QMP) error {
 		if _, err := m.Execute(ctx, "device_del", map[string]any{"id": d.ID + "-dev"}); err != nil {

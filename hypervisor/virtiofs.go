@@ -41,9 +41,6 @@ const (
 // (the Rust one in /usr/libexec, QEMU's C one in /usr/lib/qemu).
 var virtiofsdPaths = []string{"/usr/libexec/virtiofsd", "/usr/lib/qemu/virtiofsd", "/usr/libexec/qemu/virtiofsd"}
 
-// VirtiofsdPaths are the places Virtiofsd looks besides PATH.
-func VirtiofsdPaths() []string { return append([]string(nil), virtiofsdPaths...) }
-
 // Virtiofsd is virtiofsd's path, "" if this host has none.
 func Virtiofsd() string {
 	if p, err := exec.LookPath("virtiofsd"); err == nil {

@@ -249,7 +249,7 @@ fi
 # and no filler at work, as a pool with spare capacity would: the refill
 # of the previous run must not be timed with this one.
 pool_ready() {
-	local i
+	local i out
 	for i in $(seq 600); do
 		out=$("$SKIFF" --root "$ROOT" --config "$1" factory status 2>&1) || true
 		# "ready" alone is this configuration's; another's says so.

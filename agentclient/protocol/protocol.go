@@ -98,14 +98,22 @@ type PingResponse struct {
 }
 
 // Share is one host directory exported to the guest as a virtio-9p (or
-// virtio-fs) device. The agent mounts Tag at GuestPath before creating the
+// virtio-fs) device, or a disk's filesystem (a rootfs on a host block
+// device). The agent mounts Tag at GuestPath before creating the
 // container.
 type Share struct {
+	// Tag is the device's mount tag, or a disk's serial.
 	Tag       string `json:"tag"`
 	GuestPath string `json:"guestPath"`
 	ReadOnly  bool   `json:"readOnly"`
-	// FSType is "9p" or "virtiofs".
+	// FSType is "9p", "virtiofs", or a disk's filesystem (DiskFS).
 	FSType string `json:"fsType"`
+}
+
+// DiskFS reports whether fsType is a filesystem a share may have on a
+// disk: what the guest's ext4 driver mounts.
+func DiskFS(fsType string) bool {
+	return fsType == "ext4" || fsType == "ext3" || fsType == "ext2"
 }
 
 // CreateContainerRequest creates a container whose process is ready to run

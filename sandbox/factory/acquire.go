@@ -118,7 +118,6 @@ func (l *Lease) Start(ctx context.Context, nics []hypervisor.NetDevice, plan *ho
 		vm, err := l.restore(ctx, clone)
 		if err == nil {
 			if err = plugDisks(ctx, vm, plug); err != nil {
-				vm.Stop(context.Background(), stopTimeout)
 				return nil, fmt.Errorf("start VM: %w%s", err, guestTail(c))
 			}
 			nw.RestoredNICs(TemplateMAC)

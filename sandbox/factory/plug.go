@@ -28,19 +28,22 @@ func pluggable(c hypervisor.Config) (clone hypervisor.Config, plug []hypervisor.
 	return clone, plug
 }
 
-// plugDisks adds disks to the running vm.
+// plugDisks adds disks to the running vm, in its first slots; on error it
+// stops vm (Start's promise: no VM runs after an error).
 func plugDisks(ctx context.Context, vm *VM, disks []hypervisor.Disk) error {
 	if len(disks) == 0 {
 		return nil
 	}
-	p, ok := vm.Hypervisor.(hypervisor.DiskPlugger)
-	if !ok {
-		return errors.New("this hypervisor cannot add a disk to a running VM")
-	}
-	for i, d := range disks {
-		if err := p.PlugDisk(ctx, d, i); err != nil { // the sandbox's first slots
-			return err
+	err := errors.New("this hypervisor cannot add a disk to a running VM")
+	if p, ok := vm.Hypervisor.(hypervisor.DiskPlugger); ok {
+		for i, d := range disks {
+			if err = p.PlugDisk(ctx, d, i); err != nil {
+				break
+			}
 		}
 	}
-	return nil
+	if err != nil {
+		vm.Stop(context.Background(), stopTimeout)
+	}
+	return err
 }

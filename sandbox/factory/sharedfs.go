@@ -9,11 +9,12 @@ import (
 // the guest's RAM shared with virtiofsd, which a clone's private mapping
 // of the template's RAM is not (hypervisor/virtiofs.go). A VM that boots
 // cold can have either, and under "auto" gets virtio-fs where this host
-// can serve it: small-file work over virtio-fs takes ~0.65x its time over
-// 9p (GUEST-NOTES; scripts/bench-storage.sh), while a clone starts ~3x
-// sooner than a cold boot, so "auto" keeps clones wherever a template
-// serves and gives the rest virtio-fs. "virtio-fs" boots every sandbox
-// cold, "9p" never uses virtio-fs.
+// can serve it: metadata work (untar, stat, small files) over virtio-fs
+// is 1.5-40x faster than over skiff's 9p (scripts/bench-storage.sh, the
+// README's "Storage, measured"), while a clone starts ~3x sooner than a
+// cold boot, so "auto" keeps clones wherever a template serves and gives
+// the rest virtio-fs. "virtio-fs" boots every sandbox cold, "9p" never
+// uses virtio-fs.
 
 // clonesAllowed reports whether sandboxes may come from a template or the
 // pool: not when the configuration asks for virtio-fs, which they cannot

@@ -32,14 +32,6 @@ const RootDiskSerial = "skiff-rootfs"
 // rootDiskID names it on QEMU's command line.
 const rootDiskID = "rootdisk"
 
-// blockRootFSTypes are the filesystems the guest mounts from a disk (its
-// ext4 driver also mounts ext2 and ext3).
-var blockRootFSTypes = map[string]bool{"ext4": true, "ext3": true, "ext2": true}
-
-// diskFSType reports whether a guest share of fsType is a disk's
-// filesystem (a block rootfs) rather than a shared filesystem.
-func diskFSType(fsType string) bool { return blockRootFSTypes[fsType] }
-
 // blockRoot is a rootfs mounted from a block device.
 type blockRoot struct {
 	device string // the device node, from the mount's source
@@ -57,7 +49,7 @@ func findBlockRoot(rootfs string) (*blockRoot, error) {
 	if err != nil {
 		return nil, err
 	}
-	return blockRootIn(mounts, fspath.Canonical(rootfs), statBlock)
+	return blockRootIn(mounts, fspath.Canonical(rootfs), statBlock), nil
 }
 
 // statBlock returns the device number of the block device at path.
@@ -69,26 +61,26 @@ func statBlock(path string) (uint64, bool) {
 	return st.Rdev, true
 }
 
-func blockRootIn(mounts []mountinfo.Mount, point string, stat func(string) (uint64, bool)) (*blockRoot, error) {
+func blockRootIn(mounts []mountinfo.Mount, point string, stat func(string) (uint64, bool)) *blockRoot {
 	var m *mountinfo.Mount
 	for i := range mounts {
 		if mounts[i].Point == point {
 			m = &mounts[i] // the last mount on it is the one seen
 		}
 	}
-	if m == nil || m.Root != "/" || !blockRootFSTypes[m.FSType] || !strings.HasPrefix(m.Source, "/dev/") {
-		return nil, nil
+	if m == nil || m.Root != "/" || !protocol.DiskFS(m.FSType) || !strings.HasPrefix(m.Source, "/dev/") {
+		return nil
 	}
 	rdev, ok := stat(m.Source)
 	if !ok || fmt.Sprintf("%d:%d", unix.Major(rdev), unix.Minor(rdev)) != m.Dev {
-		return nil, nil
+		return nil
 	}
 	for _, o := range mounts {
 		if o.ID != m.ID && (o.Dev == m.Dev || strings.HasPrefix(o.Point, point+"/")) {
-			return nil, nil
+			return nil
 		}
 	}
-	return &blockRoot{device: m.Source, fsType: m.FSType, point: point}, nil
+	return &blockRoot{device: m.Source, fsType: m.FSType, point: point}
 }
 
 // disk is the VM's disk of the rootfs.

@@ -129,7 +129,7 @@ func (p *Plan) ServeWith(fs hypervisor.FS) {
 		t = "virtiofs"
 	}
 	for i := range p.Guest {
-		if !diskFSType(p.Guest[i].FSType) {
+		if !protocol.DiskFS(p.Guest[i].FSType) {
 			p.Guest[i].FSType = t
 		}
 	}
@@ -298,7 +298,7 @@ func BindReadOnlyIf(source, target string, ro bool) error {
 func (p *Plan) Nest(sub string) {
 	move := func(path string) string {
 		for _, g := range p.Guest {
-			if diskFSType(g.FSType) {
+			if protocol.DiskFS(g.FSType) {
 				continue // a disk, not a pooled VM's share slot
 			}
 			if path == g.GuestPath || strings.HasPrefix(path, g.GuestPath+"/") {

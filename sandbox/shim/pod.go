@@ -81,22 +81,14 @@ func (s *shim) addContainer(ctx context.Context, id string, r shimctl.AddContain
 	if err != nil {
 		return nil, nil, err
 	}
-	slot := -1
-	if s.cfg.Storage.RootfsDisk {
-		if slot = s.takeSlot(id); slot >= 0 {
-			if err := plan.UsePodRootDisk(b.Rootfs, slot); err != nil {
-				s.freeSlot(slot)
-				return nil, nil, err
-			}
-		}
-	}
-	if err := plan.MountPodBinds(); err != nil {
-		if slot >= 0 {
-			s.freeSlot(slot)
-		}
+	// On error, forget (deferred) gives back the slot this takes.
+	if err := s.planRootDisk(id, b.Rootfs, plan); err != nil {
 		return nil, nil, err
 	}
-	if err := s.plugRootDisk(ctx, id, plan, slot); err != nil {
+	if err := plan.MountPodBinds(); err != nil {
+		return nil, nil, err
+	}
+	if err := s.plugRootDisk(ctx, id, plan); err != nil {
 		return nil, nil, err
 	}
 	if err := s.createInGuest(ctx, c, plan, scratch, s.main.id()); err != nil {

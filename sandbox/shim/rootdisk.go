@@ -26,6 +26,25 @@ type slotDisk struct {
 	disk      hypervisor.Disk
 }
 
+// planRootDisk makes a pod container's rootfs a disk in plan if it is a
+// block device's filesystem (hostfs.Plan.UsePodRootDisk) and a hot-plug
+// slot is free, which it takes for container id; otherwise the rootfs
+// comes through the pod's share. unplugRootDisk gives the slot back.
+func (s *shim) planRootDisk(id, rootfs string, plan *hostfs.Plan) error {
+	if !s.cfg.Storage.RootfsDisk {
+		return nil
+	}
+	slot := s.takeSlot(id)
+	if slot < 0 {
+		return nil
+	}
+	err := plan.UsePodRootDisk(rootfs, slot)
+	if err == nil && len(plan.Disks) == 0 {
+		s.freeSlot(slot) // a shared rootfs: the slot is for others
+	}
+	return err
+}
+
 // takeSlot reserves a free slot for container id, or returns -1: no
 // slot free, or a VM that takes no disk while it runs.
 func (s *shim) takeSlot(id string) int {
@@ -46,25 +65,21 @@ func (s *shim) takeSlot(id string) int {
 	return -1
 }
 
-// plugRootDisk plugs the disk of plan (UsePodRootDisk's) into slot, taken
-// for container id; a plan without one gives the slot back.
-func (s *shim) plugRootDisk(ctx context.Context, id string, plan *hostfs.Plan, slot int) error {
-	if slot < 0 {
-		return nil
-	}
+// plugRootDisk plugs the disk of plan (planRootDisk's) into the slot
+// container id took. The slot stays the container's until
+// unplugRootDisk, whatever happens.
+func (s *shim) plugRootDisk(ctx context.Context, id string, plan *hostfs.Plan) error {
 	if len(plan.Disks) == 0 {
-		s.freeSlot(slot)
 		return nil
 	}
+	slot := s.slotOf(id)
 	release, err := plan.TakeOverRootDisk()
 	if err != nil {
-		s.freeSlot(slot)
 		return err
 	}
 	defer release() // the VM holds the device once plugged
 	d := plan.Disks[0]
 	if err := s.vm.Hypervisor.(hypervisor.DiskPlugger).PlugDisk(ctx, d, slot); err != nil {
-		s.freeSlot(slot)
 		return err
 	}
 	s.mu.Lock()
@@ -74,22 +89,29 @@ func (s *shim) plugRootDisk(ctx context.Context, id string, plan *hostfs.Plan, s
 	return nil
 }
 
+// slotOf is the slot container id took, -1 if none.
+func (s *shim) slotOf(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, sd := range s.slots {
+		if sd != nil && sd.container == id {
+			return i
+		}
+	}
+	return -1
+}
+
 // unplugRootDisk takes container id's disk away, in the background (the
 // guest may take seconds to let a PCIe device go), and frees its slot
 // once it is gone. The container must be gone from the guest.
 func (s *shim) unplugRootDisk(id string) {
-	s.mu.Lock()
-	slot := -1
-	var d hypervisor.Disk
-	for i, sd := range s.slots {
-		if sd != nil && sd.container == id {
-			slot, d = i, sd.disk
-		}
-	}
-	s.mu.Unlock()
+	slot := s.slotOf(id)
 	if slot < 0 {
 		return
 	}
+	s.mu.Lock()
+	d := s.slots[slot].disk
+	s.mu.Unlock()
 	if d.ID == "" { // reserved, never plugged
 		s.freeSlot(slot)
 		return
