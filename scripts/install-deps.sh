@@ -5,6 +5,7 @@ set -euo pipefail
 
 PKGS=(
 	qemu-system-x86   # qemu-system-x86_64
+	qemu-system-common # virtiofsd and virtfs-proxy-helper: the confined file servers
 	busybox-static    # demo bundle rootfs, benchmark tools
 	cpio              # initramfs
 	xz-utils          # kernel payload extraction
