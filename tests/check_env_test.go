@@ -68,8 +68,10 @@ func TestCheckThisHost(t *testing.T) {
 	e := e2e.NewEnv(t)
 	start := time.Now()
 	r := e.RT("check")
-	if took := time.Since(start); took > 10*time.Second {
-		t.Errorf("check took %v, want a few seconds", took)
+	// It must end, not be fast: each QEMU it asks is bounded by 15 s,
+	// and a loaded CI machine took 11 s once (speed is make bench's).
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("check took %v: does something in it hang?", took)
 	}
 	e.MustOK(r)
 	if !strings.HasPrefix(r.Stdout, "STATUS") || !strings.Contains(strings.SplitN(r.Stdout, "\n", 2)[0], "DETAIL") {
