@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // stat returns the fields of /proc/PID/stat after the command name (field 3
@@ -44,6 +46,20 @@ func StartTime(pid int) (uint64, error) {
 		return 0, fmt.Errorf("process %d is a zombie", pid)
 	}
 	return strconv.ParseUint(string(fields[19]), 10, 64)
+}
+
+// userHZ is the unit of /proc's clock ticks (USER_HZ), 100 on every
+// architecture Linux runs containers on.
+const userHZ = 100
+
+// Now returns the time since boot in the clock ticks StartTime uses, so
+// that "did this process start before that moment" is one comparison.
+func Now() uint64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return 0
+	}
+	return uint64(ts.Sec)*userHZ + uint64(ts.Nsec)/(1e9/userHZ)
 }
 
 // Parent returns the PID of pid's parent (field 4 of /proc/PID/stat).

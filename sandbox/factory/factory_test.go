@@ -14,6 +14,7 @@ import (
 	"github.com/skiff-oci/skiff/hypervisor"
 	"github.com/skiff-oci/skiff/internal/fakevm"
 	"github.com/skiff-oci/skiff/internal/ocitest"
+	"github.com/skiff-oci/skiff/internal/proc"
 	"github.com/skiff-oci/skiff/sandbox/hostdisk"
 	"github.com/skiff-oci/skiff/sandbox/hostfs"
 	"github.com/skiff-oci/skiff/sandbox/oci"
@@ -254,5 +255,28 @@ func TestTemplatesBeyondTheLimitAreEvictedLeastRecentlyUsedFirst(t *testing.T) {
 	}
 	if len(list) != maxTemplates || have[160] || !have[128] || !have[256] {
 		t.Errorf("templates of %v MiB left, want %d without 160 (least recently used)", have, maxTemplates)
+	}
+}
+
+// A filler whose turn comes after a destroy (a shim started it before)
+// leaves the pool empty; one started after the destroy fills.
+func TestDestroyStopsFillersStartedBeforeIt(t *testing.T) {
+	f, _ := testFactory(t, true, 1)
+	if err := f.Fill(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.DestroyPool(); err != nil {
+		t.Fatal(err)
+	}
+	// This test's process is the late filler: it started before the
+	// destroy.
+	if err := f.Refill(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if pool := f.Pool(); len(pool) != 0 {
+		t.Errorf("a filler started before destroy filled the pool: %+v", pool)
+	}
+	if f.destroyedSince(proc.Now() + 1) {
+		t.Error("a filler started after the destroy is told to stop")
 	}
 }

@@ -314,12 +314,20 @@ func (f *Factory) fill(ctx context.Context, once bool) error {
 	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
 		return fmt.Errorf("pool %s: %w", p.Dir, err)
 	}
+	forked, err := proc.StartTime(os.Getpid())
+	if err != nil {
+		return fmt.Errorf("pool: this filler's start time: %w", err)
+	}
 	lock, err := f.fillTurn(once)
 	if lock == nil {
 		return err
 	}
 	defer lock.Close()
 	for {
+		if f.destroyedSince(forked) {
+			slog.Debug("pool: destroyed since this filler started: it fills no more")
+			return nil
+		}
 		t, err := f.Ensure(ctx, base)
 		if err != nil {
 			return err
@@ -338,7 +346,10 @@ func (f *Factory) fill(ctx context.Context, once bool) error {
 			p.trim(key, n-target)
 			return nil
 		}
-		if err := f.fillOne(ctx, base, t, key); err != nil {
+		if err := f.fillOne(ctx, base, t, key, forked); errors.Is(err, errDestroyed) {
+			slog.Debug("pool: destroyed while this filler restored a VM: it fills no more")
+			return nil
+		} else if err != nil {
 			return fmt.Errorf("pool: %w", err)
 		}
 	}
@@ -375,9 +386,38 @@ func (f *Factory) fillTurn(once bool) (*os.File, error) {
 	return lock, nil
 }
 
+// stoppedFile holds the moment of the last destroy, in proc's clock ticks.
+const stoppedFile = "pool.stopped"
+
+// markDestroyed tells fillers that started before now to stop: the shim of
+// a sandbox that just ran may have started one that has not yet taken its
+// turn, and it would fill the pool again behind destroy's back.
+func (f *Factory) markDestroyed() error {
+	if err := f.ensureDir(); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(f.dir, stoppedFile), []byte(strconv.FormatUint(proc.Now(), 10)), 0o600)
+}
+
+// destroyedSince tells whether the pool was destroyed at or after forked
+// (a filler's start time): that filler was started for a pool that is
+// gone.
+func (f *Factory) destroyedSince(forked uint64) bool {
+	b, err := os.ReadFile(filepath.Join(f.dir, stoppedFile))
+	if err != nil {
+		return false
+	}
+	at, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	return err == nil && at >= forked
+}
+
+// errDestroyed stops a fill whose pool was destroyed while it restored a VM.
+var errDestroyed = errors.New("the pool was destroyed meanwhile")
+
 // fillOne restores one VM from t into a new member and leaves it running,
-// reseeded, with no host connected. On error nothing of it is left.
-func (f *Factory) fillOne(ctx context.Context, base hypervisor.Config, t Template, key string) (err error) {
+// reseeded, with no host connected. On error nothing of it is left, nor
+// when the pool was destroyed since forked.
+func (f *Factory) fillOne(ctx context.Context, base hypervisor.Config, t Template, key string, forked uint64) (err error) {
 	m, lock, err := f.pool().newMember(key)
 	if err != nil {
 		return err
@@ -416,6 +456,9 @@ func (f *Factory) fillOne(ctx context.Context, base hypervisor.Config, t Templat
 	}
 	f.warmPooled(ctx, agent, m, size)
 	agent.Close()
+	if f.destroyedSince(forked) {
+		return errDestroyed
+	}
 	info, err := m.read()
 	if err == nil {
 		info.Ready = true

@@ -484,21 +484,29 @@ func (f *Factory) Destroy() error {
 	}
 	var errs []error
 	for _, e := range ents {
-		if e.Name() == poolDirName {
+		if e.Name() == poolDirName || e.Name() == stoppedFile {
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(f.dir, e.Name())); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	// The factory directory stays, with the moment of this destroy that
+	// fillers started before it obey.
 	os.Remove(f.pool().Dir) // only if empty
-	os.Remove(f.dir)        // likewise
 	return errors.Join(errs...)
 }
 
-// DestroyPool stops every waiting pooled VM; templates stay. A filler at
-// work would start VMs behind its back: it waits for it to finish first.
+// DestroyPool stops every waiting pooled VM; templates stay. Fillers
+// started before it stop (their turn may come after it), and it waits for
+// the one at work to do so: it would start VMs behind its back.
 func (f *Factory) DestroyPool() error {
+	if _, err := os.Stat(f.dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err := f.markDestroyed(); err != nil {
+		return fmt.Errorf("tell the pool's fillers to stop: %w", err)
+	}
 	if lock, err := os.OpenFile(filepath.Join(f.dir, "pool.lock"), os.O_RDWR, 0); err == nil {
 		defer lock.Close()
 		if err := flock.Within(lock.Fd(), fillLockWait); err != nil {
