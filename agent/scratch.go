@@ -235,14 +235,3 @@ func diskBySerial(serial string) (string, error) {
 	}
 	return "", fmt.Errorf("no virtio disk with serial %q", serial)
 }
-
-// unmountScratch unmounts the scratch disk before the guest powers off,
-// so that ext4 is clean (nothing reads it afterwards, but the writes in
-// flight reach the host before QEMU goes).
-func (a *Agent) unmountScratch() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.scratchMounted {
-		unmount(protocol.ScratchDir)
-	}
-}

@@ -157,12 +157,18 @@ func unmount(path string) {
 	}
 }
 
-// unmountAllShares unmounts every share, before the guest powers off.
-func (a *Agent) unmountAllShares() {
+// unmountDisks unmounts the shares that are the guest's own filesystems
+// on a disk (a block-device rootfs), before the guest powers off, so
+// that the host finds them clean. A 9p or virtio-fs share holds nothing
+// the sync before did not send, nor does the scratch disk, which nothing
+// reads after its sandbox.
+func (a *Agent) unmountDisks() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for path := range a.shares {
-		unmount(path)
+	for path, s := range a.shares {
+		if protocol.DiskFS(s.FSType) {
+			unmount(path)
+		}
 	}
 }
 

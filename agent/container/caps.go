@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -34,7 +35,10 @@ func capSet(names []string) uint64 {
 	return m
 }
 
-func lastCap() int {
+// lastCap is the guest kernel's highest capability. Read once per
+// process (a zygote reads it before it waits): a procfs read is a path a
+// clone's TCG translates anew.
+var lastCap = sync.OnceValue(func() int {
 	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
 	if err == nil {
 		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
@@ -42,11 +46,12 @@ func lastCap() int {
 		}
 	}
 	return len(capNames) - 1
-}
+})
 
 func dropBounding(names []string) error {
 	keep := capSet(names)
-	for c := 0; c <= lastCap() && c < 64; c++ {
+	last := min(lastCap(), 63)
+	for c := 0; c <= last; c++ {
 		if keep&(1<<uint(c)) != 0 {
 			continue
 		}

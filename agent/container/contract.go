@@ -43,4 +43,9 @@ const (
 	// zygoteCgroup names the zygote's cgroup; no container ID starts
 	// with '-'.
 	zygoteCgroup = "-zygote"
+	// zygoteNetFD is where the zygote keeps the guest's network
+	// namespace (or the lowest free descriptor above): clear of the
+	// descriptors it receives, which go to 0, 1, ... and pass through
+	// 100 and above on the way.
+	zygoteNetFD = 64
 )

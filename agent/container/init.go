@@ -106,6 +106,8 @@ func Init() {
 // thread's.
 func ZygoteMain() {
 	warmDecoder()
+	lastCap()
+	premakeNetwork()
 	if _, err := unix.Write(fdZygote, []byte{zygoteWaiting}); err != nil {
 		os.Exit(1)
 	}

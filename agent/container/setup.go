@@ -19,13 +19,8 @@ import (
 func setup(spec *specs.Spec) (string, []string, error) {
 	// Before the mounts: sysfs shows the network namespace of whoever
 	// mounts it.
-	if spec.Annotations[ownNetAnnotation] == "true" {
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			return "", nil, fmt.Errorf("new network namespace: %w", err)
-		}
-		if err := LoopbackUp(); err != nil {
-			return "", nil, fmt.Errorf("loopback: %w", err)
-		}
+	if err := useNetwork(spec.Annotations[ownNetAnnotation] == "true"); err != nil {
+		return "", nil, err
 	}
 	// Before the mounts too: a cgroup2 mount shows the hierarchy from the
 	// root of its mounter's cgroup namespace. The agent put this process

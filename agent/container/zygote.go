@@ -16,7 +16,8 @@ import (
 // the agent re-executes itself at boot, and the child's Go runtime comes up
 // while the guest has nothing else to do (or, in a VM template, once for
 // every sandbox restored from it). It waits in new PID, UTS and IPC
-// namespaces for the container's descriptors; on receiving them it enters a
+// namespaces, and a network namespace with loopback up (network.go), for
+// the container's descriptors; on receiving them it enters a
 // new mount namespace and goes on exactly as a freshly started container
 // init. Re-executing the agent is the largest part of creating a container
 // under TCG (~60 ms of its ~170 ms), and the zygote takes it off the path.
