@@ -278,3 +278,31 @@ func TestArgsVMGenID(t *testing.T) {
 		}
 	}
 }
+
+// A q35 clone of a template boots no kernel: QEMU is not given one to
+// load. A cold boot is, and so is a microvm clone.
+func TestArgsKernelOnlyWhereBooted(t *testing.T) {
+	for _, c := range []struct {
+		machine  string
+		incoming bool
+		want     bool
+	}{
+		{"q35", false, true},
+		{"q35", true, false},
+		{"microvm,acpi=off", true, true},
+	} {
+		cfg := typicalConfig(t)
+		cfg.Machine, cfg.Incoming = c.machine, c.incoming
+		if c.incoming {
+			cfg.MemoryFile = filepath.Join(t.TempDir(), "memory")
+		}
+		q, err := newQEMU(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		args := q.args()
+		if got := hasPair(args, "-kernel", cfg.Kernel) && hasPair(args, "-initrd", cfg.Initrd) && slices.Contains(args, "-append"); got != c.want {
+			t.Errorf("%s, incoming %v: kernel given %v, want %v\nargs: %q", c.machine, c.incoming, got, c.want, args)
+		}
+	}
+}
