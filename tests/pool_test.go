@@ -357,3 +357,68 @@ func TestPoolSizedByStartRate(t *testing.T) {
 		return len(all) > 0
 	}, func() string { return fmt.Sprintf("the pool never settled: %+v", all) })
 }
+
+// A refill works at the lowest CPU priority, and so does the VM it starts
+// while it waits: on a busy host it must not slow the sandboxes that start
+// and run. A sandbox that takes such a VM gets it at the default priority,
+// with all its threads.
+func TestPoolRefillYieldsTheCPU(t *testing.T) {
+	e2e.SkiffOnly(t)
+	e := e2e.NewEnv(t)
+	cfg, _, _ := startPool(e, 1)
+	take := func(name string) int {
+		id := e.ID(name)
+		pid, _ := e.CreateStarted(id, e.Bundle(name, []string{"sleep", "60"}), "", "--config", cfg)
+		t.Cleanup(func() { e.ForceDelete(id, pid) })
+		return e.QEMUPID(id)
+	}
+	take("first") // its shim refills the pool
+	refill := waitPoolReady(e, cfg, 1)[0]
+	for _, pid := range []int{refill.pid, parentOf(t, refill.pid)} {
+		if n := niceOfAll(t, pid); n != "19" {
+			t.Errorf("process %d of the refilled VM runs at nice %s, want 19", pid, n)
+		}
+	}
+	if qemu := take("second"); qemu != refill.pid {
+		t.Errorf("the second sandbox's VMM is %d, not the refilled VM's %d", qemu, refill.pid)
+	} else if n := niceOfAll(t, qemu); n != "0" {
+		t.Errorf("the taken VM's QEMU threads run at nice %s, want 0", n)
+	}
+}
+
+// niceOfAll is the nice value of every thread of pid, or "mixed: ...".
+func niceOfAll(t *testing.T, pid int) string {
+	t.Helper()
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+		if err != nil {
+			continue // the thread ended
+		}
+		s := string(b)
+		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		seen[fields[16]] = true // field 19: nice
+	}
+	if len(seen) != 1 {
+		return fmt.Sprintf("mixed: %v", seen)
+	}
+	for n := range seen {
+		return n
+	}
+	return ""
+}
+
+func parentOf(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	ppid, _ := strconv.Atoi(strings.Fields(s[strings.LastIndexByte(s, ')')+1:])[1])
+	return ppid
+}

@@ -230,11 +230,16 @@ func (l *Lease) restore(ctx context.Context, c hypervisor.Config) (*VM, error) {
 // Refill starts a filler in the background to replace the pooled VM this
 // lease took, or to fill a pool it found empty: this binary with the
 // caller's global flags, `factory fill`, the configuration on its stdin.
-// Nobody waits for it beyond reaping it.
+// It returns at once (starting a process is ~6 ms the sandbox's start
+// need not wait for); nobody waits for the filler beyond reaping it.
 func (l *Lease) Refill() {
 	if !l.refill {
 		return
 	}
+	go l.startFiller()
+}
+
+func (l *Lease) startFiller() {
 	args := globalArgs(os.Args)
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -400,9 +405,13 @@ func (l *Lease) adopt(c hypervisor.Config, plan *hostfs.Plan) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
-	// QEMU started in the filler's cgroups; the sandbox's are its now.
+	// QEMU started in the filler's cgroups; the sandbox's are its now,
+	// and so is the priority of a sandbox.
 	if err := hostcgroup.Move(l.req.Dir, hv.PID()); err != nil {
 		return nil, err
+	}
+	if err := l.f.host.unyield(hv.PID()); err != nil {
+		return nil, fmt.Errorf("restore the pooled VM's CPU priority: %w", err)
 	}
 	l.req.Log.Debug("VM taken from the pool", "member", p.m.Dir, "pid", hv.PID())
 	return newVM(hv, p.agent, "pool"), nil

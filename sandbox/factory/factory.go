@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/skiff-oci/skiff/config"
 	"github.com/skiff-oci/skiff/hypervisor"
 	"github.com/skiff-oci/skiff/internal/fspath"
@@ -69,10 +71,42 @@ type host struct {
 	// virtioFS says why VMs cannot share over virtio-fs here, nil if
 	// they can (hypervisor.VirtioFS).
 	virtioFS func() error
+	// yield lowers the CPU priority of the calling filler and of all it
+	// starts; unyield restores that of a pooled VM's processes (the
+	// process group of the VMM pid) when a sandbox takes it.
+	yield   func() error
+	unyield func(pid int) error
 }
 
 var onHost = host{spareTaps: hostnet.SpareTapsPinned, bindShare: hostfs.BindShare, protect: hostfs.ProtectDir, joinRoot: hostcgroup.JoinRoot,
-	makeDisk: makeDisk, virtioFS: hypervisor.VirtioFS}
+	makeDisk: makeDisk, virtioFS: hypervisor.VirtioFS, yield: yieldCPU, unyield: unyieldCPU}
+
+// fillerNice is the nice value a filler and the VMs it starts run at
+// until a sandbox takes one: a refill starts while the sandbox that took
+// the last VM is still starting, and on a busy host it must not take the
+// CPU from it (or from sandboxes that run).
+const fillerNice = 19
+
+// yieldCPU gives every thread of a filler a shim started (a session
+// leader: its process group is its own) fillerNice; the processes it
+// starts inherit it. `factory init`, run from a shell or a script whose
+// process group it shares, keeps its priority.
+func yieldCPU() error {
+	if sid, err := unix.Getsid(0); err != nil || sid != os.Getpid() {
+		return err
+	}
+	return unix.Setpriority(unix.PRIO_PGRP, 0, fillerNice)
+}
+
+// unyieldCPU gives a pooled VM's processes (QEMU, its guard, its file
+// servers: the guard's process group) the default priority back.
+func unyieldCPU(pid int) error {
+	pgid, err := unix.Getpgid(pid)
+	if err != nil {
+		return err
+	}
+	return unix.Setpriority(unix.PRIO_PGRP, pgid, 0)
+}
 
 // makeDisk is host.makeDisk on the host. On error nothing is left.
 func makeDisk(path string, size int64, format bool) error {

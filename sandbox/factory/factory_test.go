@@ -37,6 +37,8 @@ func testFactory(t *testing.T, template bool, cache int) (*Factory, *fakevm.VMM)
 			return os.WriteFile(path, nil, 0o600)
 		},
 		virtioFS: func() error { return nil },
+		yield:    func() error { return nil },
+		unyield:  func(int) error { return nil },
 	}
 	return f, vmm
 }

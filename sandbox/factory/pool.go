@@ -307,6 +307,9 @@ func (f *Factory) fill(ctx context.Context, once bool) error {
 	if err := f.host.joinRoot(); err != nil {
 		slog.Debug("pool: leaving the caller's cgroups", "error", err)
 	}
+	if err := f.host.yield(); err != nil {
+		slog.Debug("pool: lowering the filler's priority", "error", err)
+	}
 	p := f.pool()
 	if err := f.ensureDir(); err != nil {
 		return err
