@@ -157,15 +157,43 @@ func (p *stdioPipe) feed(st net.Conn, exited <-chan struct{}) {
 
 // drain copies the program's stdout or stderr to the host's stream until
 // EOF. Big pipe, big reads: every system call and every frame is
-// expensive in an emulated guest.
+// expensive in an emulated guest. The big buffer comes with the first
+// read that fills a small one: most streams carry a few lines or nothing,
+// and a megabyte allocated (and zeroed) per stream was a cost of every
+// container's start under TCG.
 func (p *stdioPipe) drain(st net.Conn) error {
-	unix.FcntlInt(p.f.Fd(), unix.F_SETPIPE_SZ, 1<<20)
-	buf := make([]byte, 1<<20)
-	_, err := io.CopyBuffer(st, struct{ io.Reader }{p.f}, buf)
+	unix.FcntlInt(p.f.Fd(), unix.F_SETPIPE_SZ, bigRead)
+	err := copyGrowing(st, p.f)
 	p.f.Close()
 	st.Close()
 	close(p.done)
 	return err
+}
+
+// bigRead is the most a drain reads at once, the pipe's size.
+const bigRead = 1 << 20
+
+// copyGrowing copies src to dst until EOF, reading into 4 KiB until a
+// read fills that, into bigRead from then on.
+func copyGrowing(dst io.Writer, src io.Reader) error {
+	buf := make([]byte, 4<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			if n == len(buf) && len(buf) < bigRead {
+				buf = make([]byte, bigRead)
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 var stdioIndex = map[string]int{protocol.Stdin: 0, protocol.Stdout: 1, protocol.Stderr: 2}
