@@ -399,10 +399,15 @@ func (s *shim) guestTail() string {
 // Safe to call after a partial boot.
 func (s *shim) teardown() {
 	if s.vm != nil {
-		s.drainGuest()
+		quit := vmStopTimeout
+		if s.drainGuest() {
+			// The guest has synced and unmounted: nothing it holds is
+			// needed, and QMP's quit is a few round trips more.
+			quit = 0
+		}
 		s.vm.Agent.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*vmStopTimeout)
-		if err := s.vm.Stop(ctx, vmStopTimeout); err != nil {
+		if err := s.vm.Stop(ctx, quit); err != nil {
 			s.log.Warn("stop VM", "error", err)
 		}
 		cancel()
@@ -424,21 +429,24 @@ func (s *shim) teardown() {
 
 // drainGuest asks a guest whose container ended on its own to shut down in
 // order: its agent lets TCP send queues drain (the container's last bytes
-// to a peer), syncs and unmounts before the VM is stopped. Not after a
-// delete --force, nor when the VM is already gone.
-func (s *shim) drainGuest() {
+// to a peer), syncs and unmounts disks before the VM is stopped. Not after
+// a delete --force, nor when the VM is already gone. It reports whether
+// the guest did.
+func (s *shim) drainGuest() bool {
 	select {
 	case <-s.vm.Exited():
-		return
+		return false
 	case <-s.shutdown:
-		return
+		return false
 	default:
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	if err := s.vm.Agent.Shutdown(ctx); err != nil {
 		s.log.Debug("orderly guest shutdown", "error", err)
+		return false
 	}
+	return true
 }
 
 // stopVM stops the VM on a verb's behalf: delete, or a failed
