@@ -2,7 +2,6 @@ package container
 
 import (
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,12 +36,19 @@ func capSet(names []string) uint64 {
 
 // lastCap is the guest kernel's highest capability. Read once per
 // process (a zygote reads it before it waits): a procfs read is a path a
-// clone's TCG translates anew.
+// clone's TCG translates anew. Raw system calls, not os: an os.File would
+// start the Go runtime's poller in the zygote, whose descriptors the
+// container's then overwrite (the runtime throws).
 var lastCap = sync.OnceValue(func() int {
-	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	fd, err := unix.Open("/proc/sys/kernel/cap_last_cap", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err == nil {
-		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-			return n
+		var b [16]byte
+		n, rerr := unix.Read(fd, b[:])
+		unix.Close(fd)
+		if rerr == nil && n > 0 {
+			if last, err := strconv.Atoi(strings.TrimSpace(string(b[:n]))); err == nil {
+				return last
+			}
 		}
 	}
 	return len(capNames) - 1

@@ -105,6 +105,9 @@ func Init() {
 // namespace it enters is the thread's, and /proc/PID/ns/mnt shows the main
 // thread's.
 func ZygoteMain() {
+	// What the zygote does before it waits uses raw system calls only:
+	// an os.File would start the Go runtime's poller, whose descriptors
+	// the container's overwrite below.
 	warmDecoder()
 	lastCap()
 	premakeNetwork()
