@@ -123,12 +123,17 @@ conformance: all
 conformance-floor: all
 	GO=$(GO) scripts/conformance.sh --floor
 
+# Each script's tables as it runs (kept in $(BENCH_OUT)), then the one
+# table of them all (scripts/bench-table.sh).
+BENCH_OUT ?= build/bench
 bench: all $(FLOOR_INITRD)
-	GO=$(GO) scripts/bench.sh
-	scripts/bench-more.sh
+	mkdir -p $(BENCH_OUT)
+	bash -o pipefail -c 'GO=$(GO) scripts/bench.sh | tee $(BENCH_OUT)/bench.txt'
+	bash -o pipefail -c 'scripts/bench-more.sh | tee $(BENCH_OUT)/bench-more.txt'
 	GO=$(GO) scripts/bench-pods.sh
-	scripts/bench-density.sh
+	bash -o pipefail -c 'scripts/bench-density.sh | tee $(BENCH_OUT)/bench-density.txt'
 	scripts/bench-storage.sh
+	scripts/bench-table.sh $(BENCH_OUT)
 
 install: all
 	install -d $(BINDIR) $(SHAREDIR)

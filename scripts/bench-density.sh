@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Density and start under load (issue #16), skiff against gVisor's runsc on
 # this machine, in one run:
-#   - 20 idle sandboxes (`sleep 600`; skiff from a VM template, runsc with
-#     --network=none): host memory per sandbox (Pss of every process that
+#   - one idle sandbox alone, then 20 at once (`sleep 600`; skiff from a
+#     VM template, runsc with --network=none): host memory per sandbox (Pss of every process that
 #     makes it: skiff's shim, guard, QEMU and file servers; runsc's sandbox
 #     and gofer processes) and CPU per idle sandbox over IDLE_SECS (60);
 #   - 50 `run /bin/true` started at once: how many fail, p50 and p99 of
@@ -104,33 +104,45 @@ idle_row() {
 	echo "| $name | $n | $((kib / n / 1024)) MiB | $cpu % |"
 }
 
-echo "## Density: $SANDBOXES idle sandboxes at once ($(nproc) CPUs), CPU over ${IDLE_SECS} s"
+echo "## Density: one idle sandbox alone, then $SANDBOXES at once ($(nproc) CPUs), CPU over ${IDLE_SECS} s"
 echo
 echo "| runtime | sandboxes | host memory each (Pss of all its processes) | CPU each (% of one core) |"
 echo "|---|---:|---:|---:|"
 "$SKIFF" --config "$CONF" factory init >/dev/null
-for i in $(seq "$SANDBOXES"); do
-	"$SKIFF" --root "$ROOT" --config "$CONF" run -d --bundle "$WORK/idle" "idle-$i" </dev/null >/dev/null
-done
-shims=()
-for i in $(seq "$SANDBOXES"); do
-	shims+=("$("$SKIFF" --root "$ROOT" state "idle-$i" | awk -F'[:,]' '/"pid"/{gsub(/ /, "", $2); print $2}')")
-done
-mapfile -t pids < <(descendants "${shims[@]}")
-idle_row "skiff (template clones)" "$SANDBOXES" "${pids[@]}"
-for i in $(seq "$SANDBOXES"); do "$SKIFF" --root "$ROOT" delete --force "idle-$i" >/dev/null; done
-
-if [[ -x $RUNSC ]]; then
-	for i in $(seq "$SANDBOXES"); do
+# skiff_idle N: N idle skiff sandboxes, measured, then deleted.
+skiff_idle() {
+	local i shims=() pids
+	for i in $(seq "$1"); do
+		"$SKIFF" --root "$ROOT" --config "$CONF" run -d --bundle "$WORK/idle" "idle-$i" </dev/null >/dev/null
+	done
+	for i in $(seq "$1"); do
+		shims+=("$("$SKIFF" --root "$ROOT" state "idle-$i" | awk -F'[:,]' '/"pid"/{gsub(/ /, "", $2); print $2}')")
+	done
+	mapfile -t pids < <(descendants "${shims[@]}")
+	idle_row "skiff (template clones)" "$1" "${pids[@]}"
+	for i in $(seq "$1"); do "$SKIFF" --root "$ROOT" delete --force "idle-$i" >/dev/null; done
+}
+# runsc_idle N: the same with runsc.
+runsc_idle() {
+	local i pids
+	for i in $(seq "$1"); do
 		"$RUNSC" --root "$RSROOT" --network=none run -detach --bundle "$WORK/idle" "idle-$i" </dev/null >/dev/null 2>&1
 	done
 	# Every runsc process of this run names its --root.
 	mapfile -t pids < <(pgrep -f -- "--root $RSROOT" || pgrep -f -- "--root=$RSROOT")
-	idle_row "runsc --network=none" "$SANDBOXES" "${pids[@]}"
-	for i in $(seq "$SANDBOXES"); do "$RUNSC" --root "$RSROOT" delete --force "idle-$i" >/dev/null 2>&1 || true; done
-else
-	echo "| runsc | n/a (not installed) | | |"
-fi
+	idle_row "runsc --network=none" "$1" "${pids[@]}"
+	for i in $(seq "$1"); do "$RUNSC" --root "$RSROOT" delete --force "idle-$i" >/dev/null 2>&1 || true; done
+}
+# One alone, then SANDBOXES at once: a clone alone holds the template's
+# pages it touched by itself; many share them.
+for n in 1 "$SANDBOXES"; do
+	skiff_idle "$n"
+	if [[ -x $RUNSC ]]; then
+		runsc_idle "$n"
+	else
+		echo "| runsc | n/a (not installed) | | |"
+	fi
+done
 
 # --- start under load ---------------------------------------------------------
 # starts NAME CMD...: CMD with the ID appended, 5 alone (median), then
