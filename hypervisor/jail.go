@@ -277,7 +277,11 @@ func jailBinds(c Config) []jailBind {
 	if c.Accel == AccelKVM {
 		b = append(b, jailBind{Path: "/dev/kvm", Device: true, Writable: true})
 	}
-	for _, f := range []string{c.Binary, c.Kernel, c.Initrd} {
+	files := []string{c.Binary}
+	if bootsKernel(c) {
+		files = append(files, c.Kernel, c.Initrd)
+	}
+	for _, f := range files {
 		if !underDir(f, "/usr") {
 			b = append(b, jailBind{Path: f})
 		}

@@ -280,7 +280,8 @@ func TestArgsVMGenID(t *testing.T) {
 }
 
 // A q35 clone of a template boots no kernel: QEMU is not given one to
-// load. A cold boot is, and so is a microvm clone.
+// load, nor is it bound into its jail. A cold boot is, and so is a
+// microvm clone.
 func TestArgsKernelOnlyWhereBooted(t *testing.T) {
 	for _, c := range []struct {
 		machine  string
@@ -303,6 +304,11 @@ func TestArgsKernelOnlyWhereBooted(t *testing.T) {
 		args := q.args()
 		if got := hasPair(args, "-kernel", cfg.Kernel) && hasPair(args, "-initrd", cfg.Initrd) && slices.Contains(args, "-append"); got != c.want {
 			t.Errorf("%s, incoming %v: kernel given %v, want %v\nargs: %q", c.machine, c.incoming, got, c.want, args)
+		}
+		// Nor is it in the jail of a QEMU that does not boot it.
+		bound := slices.ContainsFunc(jailBinds(cfg), func(b jailBind) bool { return b.Path == cfg.Kernel })
+		if bound != c.want {
+			t.Errorf("%s, incoming %v: kernel bound in the jail %v, want %v", c.machine, c.incoming, bound, c.want)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/skiff-oci/skiff/internal/proc"
 	"github.com/skiff-oci/skiff/tests/internal/e2e"
 )
 
@@ -374,7 +375,11 @@ func TestPoolRefillYieldsTheCPU(t *testing.T) {
 	}
 	take("first") // its shim refills the pool
 	refill := waitPoolReady(e, cfg, 1)[0]
-	for _, pid := range []int{refill.pid, parentOf(t, refill.pid)} {
+	guard, err := proc.Parent(refill.pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range []int{refill.pid, guard} {
 		if n := niceOfAll(t, pid); n != "19" {
 			t.Errorf("process %d of the refilled VM runs at nice %s, want 19", pid, n)
 		}
@@ -410,15 +415,4 @@ func niceOfAll(t *testing.T, pid int) string {
 		return n
 	}
 	return ""
-}
-
-func parentOf(t *testing.T, pid int) int {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(b)
-	ppid, _ := strconv.Atoi(strings.Fields(s[strings.LastIndexByte(s, ')')+1:])[1])
-	return ppid
 }

@@ -402,16 +402,17 @@ func (f *Factory) markDestroyed() error {
 	return os.WriteFile(filepath.Join(f.dir, stoppedFile), []byte(strconv.FormatUint(proc.Now(), 10)), 0o600)
 }
 
-// destroyedSince tells whether the pool was destroyed at or after forked
-// (a filler's start time): that filler was started for a pool that is
-// gone.
+// destroyedSince tells whether the pool was destroyed after forked (a
+// filler's start time): that filler was started for a pool that is gone.
+// A destroy in the same tick (10 ms) does not count: `factory init` run
+// right after a destroy must fill.
 func (f *Factory) destroyedSince(forked uint64) bool {
 	b, err := os.ReadFile(filepath.Join(f.dir, stoppedFile))
 	if err != nil {
 		return false
 	}
 	at, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
-	return err == nil && at >= forked
+	return err == nil && at > forked
 }
 
 // errDestroyed stops a fill whose pool was destroyed while it restored a VM.
